@@ -1,0 +1,172 @@
+"""``NMSparsityHook``: tells every N:M sparse layer where training is.
+
+The hook only decides *when*; each layer's method decides *what* (LBC removes candidates on
+the cubic schedule, ASP computes its mask once at ``ti``, BAME adapts its mask every ``T``
+iterations inside ``[ti, tf)``, SR-STE needs nothing). It also reports the layers left
+dense, and logs the sparsity state through MMEngine's message hub.
+"""
+from typing import Dict, List, Optional, Tuple
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmdet.registry import HOOKS
+
+from ...layers import NMScheduleState, NMSparseMixin
+from ...nm import removal_schedule_error
+
+
+def _sparse_layers(model) -> List[Tuple[str, NMSparseMixin]]:
+    return [(name, mod) for name, mod in model.named_modules()
+            if isinstance(mod, NMSparseMixin)]
+
+
+@HOOKS.register_module()
+class NMSparsityHook(Hook):
+    """Drive the N:M schedule of every sparse layer of the model.
+
+    Time ``t`` counts epochs for epoch-based loops and iterations for iteration-based
+    loops. By default it advances after every iteration (fractional epochs), so a 12-epoch
+    schedule removes candidates smoothly; ``step_by_epoch=True`` only advances at epoch
+    ends, as in the paper.
+
+    Args:
+        ti (float): Start of the window (LBC: first removal; ASP: when the mask is
+            computed; BAME: first adaptation). Defaults to 0.
+        tf (float, optional): End of the window: LBC has one candidate left, BAME stops
+            adapting. Defaults to half of training, as in the paper.
+        step_by_epoch (bool): For epoch-based loops, advance ``t`` only at epoch ends.
+            Defaults to False.
+        log_interval (int): Iterations between log updates of the sparsity scalars.
+            Defaults to 1 (they are cheap: recomputed only when a mask changes).
+    """
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 ti: float = 0,
+                 tf: Optional[float] = None,
+                 step_by_epoch: bool = False,
+                 log_interval: int = 1) -> None:
+        for name, value in (('ti', ti), ('tf', tf)):
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, (int, float))):
+                raise ValueError(f'NMSparsityHook: `{name}` must be a number, got '
+                                 f'{value!r}')
+        if tf is not None:
+            err = removal_schedule_error(ti, tf)
+            if err:
+                raise ValueError(f'NMSparsityHook: {err}')
+        elif ti < 0:
+            raise ValueError(f'NMSparsityHook: `ti` must be >= 0, got ti={ti}')
+        self.ti = float(ti)
+        self.tf = None if tf is None else float(tf)
+        self.step_by_epoch = step_by_epoch
+        self.log_interval = log_interval
+        self._layers: List[Tuple[str, NMSparseMixin]] = []
+        self._stats: Dict[str, float] = {}
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _by_epoch(runner) -> bool:
+        return hasattr(runner.train_loop, 'max_epochs')
+
+    def _total(self, runner) -> float:
+        loop = runner.train_loop
+        return float(loop.max_epochs if self._by_epoch(runner) else loop.max_iters)
+
+    def _time(self, runner, iters_done: int) -> float:
+        if not self._by_epoch(runner):
+            return float(iters_done)
+        per_epoch = len(runner.train_dataloader)
+        if self.step_by_epoch:
+            return float(iters_done // per_epoch)
+        return iters_done / per_epoch
+
+    def _update(self, runner, iters_done: int) -> bool:
+        state = NMScheduleState(t=self._time(runner, iters_done), ti=self.ti,
+                                tf=self.tf, iteration=iters_done)
+        changed = False
+        for _, layer in self._layers:
+            changed |= bool(layer.nm_update(state))
+        return changed
+
+    def _collect_stats(self) -> Dict[str, float]:
+        numel = nonzero = exact = 0.0
+        alive, alive_layers = 0.0, 0
+        eligible = 0
+        for _, layer in self._layers:
+            s = layer.nm_stats()
+            if not s.get('eligible'):
+                continue
+            eligible += 1
+            numel += s['numel']
+            nonzero += s['nonzero']
+            exact += s['exact']
+            if 'alive_mean' in s:
+                alive += s['alive_mean']
+                alive_layers += 1
+        stats = dict(nm_sparsity=1.0 - nonzero / max(numel, 1.0),
+                     nm_exact_layers=exact, nm_sparse_layers=float(eligible))
+        if alive_layers:
+            stats['nm_alive_mean'] = alive / alive_layers
+        return stats
+
+    def _log(self, runner) -> None:
+        for key, value in self._stats.items():
+            runner.message_hub.update_scalar(f'train/{key}', value)
+
+    # ------------------------------------------------------------------ hooks
+    def before_run(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        self._layers = _sparse_layers(model)
+        if not self._layers:
+            raise RuntimeError(
+                'NMSparsityHook: the model has no N:M sparse layer. Give the backbone '
+                "`conv_cfg=dict(type='LBCConv2d', n=2, m=4)` (or another method's layer), "
+                "or build the model with type='NMSparsify'; see configs/_base_/.")
+        eligible = [(n, l) for n, l in self._layers if l.nm_eligible]
+        dense = [(n, l) for n, l in self._layers if not l.nm_eligible]
+        methods = sorted({l.nm_method for _, l in eligible})
+        patterns = sorted({f'{l.nm_n}:{l.nm_m}' for _, l in eligible})
+        lines = [f'N:M sparsity: {len(eligible)} sparse layers ({", ".join(methods)} '
+                 f'{", ".join(patterns)}), {len(dense)} left dense']
+        lines += [f'  left dense: {n} ({l.nm_skip_reason})' for n, l in dense]
+        frozen = [n for n, l in eligible
+                  if getattr(l, 'scores', None) is not None
+                  and not l.scores.requires_grad]
+        if frozen:
+            lines.append(
+                f'  {len(frozen)} sparse layers sit in frozen stages (their scores '
+                'cannot learn): they rank candidates by weight magnitude: ' +
+                ', '.join(frozen))
+        runner.logger.info('\n'.join(lines))
+
+    def before_train(self, runner) -> None:
+        total = self._total(runner)
+        if self.tf is None:
+            self.tf = total / 2.0
+            err = removal_schedule_error(self.ti, self.tf)
+            if err:
+                raise ValueError(f'NMSparsityHook: {err} (tf defaults to half of '
+                                 f'training, {total})')
+        runner.logger.info(
+            f'N:M schedule: ti={self.ti:g}, tf={self.tf:g} '
+            f'({"epochs" if self._by_epoch(runner) else "iterations"}, '
+            f'{"per epoch" if self.step_by_epoch else "every iteration"})')
+        # bring the layers to the current point (t = 0, or where a resume left off)
+        self._update(runner, runner.iter)
+        self._stats = self._collect_stats()
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if self._update(runner, runner.iter + 1):
+            self._stats = self._collect_stats()
+        if self.every_n_train_iters(runner, self.log_interval):
+            self._log(runner)
+
+    def after_train(self, runner) -> None:
+        stats = self._collect_stats()
+        runner.logger.info(
+            'N:M sparsity at the end of training: '
+            f'{int(stats["nm_exact_layers"])}/{int(stats["nm_sparse_layers"])} layers '
+            f'exactly N:M, sparsity {stats["nm_sparsity"]:.4f}')

@@ -1,0 +1,169 @@
+"""LBC: Learning Best Combination for efficient N:M sparsity (Zhang et al., NeurIPS 2022).
+
+Each group of M weights has a learnable score for every one of its ``C = comb(M, N)``
+candidate N-subsets (``scores``, ``[G, C]``) and a record of which candidates survive
+(``alive``, ``[G, C]`` bool). The mask keeps a weight iff it belongs to an alive candidate
+(Eq. 8); the forward uses ``weight * mask`` (Eq. 7); the scores learn through a
+straight-through estimator (Eq. 9): ``dL/dscores[g, j] = sum_{i in j} dL/dmask[g, i]`` with
+``dL/dmask = weight * dL/d(weight * mask)``; dead candidates get no gradient, and weights
+outside the mask get a zero gradient (no dense gradient, unlike SR-STE). The lowest-scored
+alive candidates are removed on the cubic schedule of Eq. 6 until one is left
+(:meth:`LBCMixin.nm_update`, driven by ``NMSparsityHook``).
+
+Decisions beyond the paper:
+
+- A removed candidate never returns (``alive`` only ever loses entries).
+- Once one candidate is left the scores leave the autograd graph: no gradient, hence no
+  momentum and no weight decay; they stop changing.
+- A layer whose scores cannot learn (``scores.requires_grad`` is False, e.g. inside a
+  frozen ResNet stage) ranks its candidates by weight magnitude (sum of ``|w|`` over the
+  candidate) instead of by its untrained, tied scores.
+"""
+import math
+from typing import Dict, Tuple
+
+import torch
+import torch.nn as nn
+
+from mmdet.registry import MODELS
+
+from ..nm import (candidate_magnitude, candidate_mask, combination_table, cubic_removed,
+                  from_groups, num_combinations, to_groups)
+from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear
+
+
+class _LBCMaskedWeight(torch.autograd.Function):
+    """``weight * mask`` with the STE gradient of Eq. 9 for the scores."""
+
+    @staticmethod
+    def forward(ctx, weight, scores, mask, alive, table, m):  # noqa: D102
+        ctx.save_for_backward(weight, mask, alive, table)
+        ctx.m = m
+        return weight * mask
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        weight, mask, alive, table = ctx.saved_tensors
+        grad_weight = grad * mask if ctx.needs_input_grad[0] else None
+        grad_scores = None
+        if ctx.needs_input_grad[1]:
+            grad_mask = to_groups(grad * weight, ctx.m).to(table.dtype)  # [G, M]
+            grad_scores = (grad_mask @ table.t()) * alive  # [G, C], dead -> 0
+        return grad_weight, grad_scores, None, None, None, None
+
+
+class LBCMixin:
+    """The LBC method; combine with :class:`NMSparseConv2d` / :class:`NMSparseLinear`."""
+    nm_method = 'lbc'
+    nm_extra_state_names: Tuple[str, ...] = ('scores', 'alive')
+
+    def _nm_init_state(self) -> None:
+        n, m = self.nm_n, self.nm_m
+        c = num_combinations(n, m)
+        g = self.nm_num_groups
+        self.scores = nn.Parameter(
+            torch.full((g, c), 1.0 / math.comb(m - 1, n - 1), device=self.weight.device))
+        self.register_buffer('alive', torch.ones(g, c, dtype=torch.bool,
+                                                 device=self.weight.device))
+        self.register_buffer('_table', combination_table(n, m).float(),
+                             persistent=False)
+        self.register_buffer('_mask', torch.ones_like(self.weight), persistent=False)
+        self._mask_key = None
+
+    # ----------------------------------------------------------------- state
+    @property
+    def num_candidates(self) -> int:
+        return self.alive.shape[1]
+
+    @property
+    def num_removed(self) -> int:
+        """Candidates removed from every group so far (the same for every group)."""
+        return self.num_candidates - int(self.alive[0].sum()) if self.alive.numel() else 0
+
+    @property
+    def finished(self) -> bool:
+        """True once a single candidate is left in every group."""
+        return self.num_removed == self.num_candidates - 1
+
+    def nm_mask(self) -> torch.Tensor:
+        if not self.nm_eligible:
+            return torch.ones_like(self.weight)
+        key = (self.alive.data_ptr(), self.alive._version, self._mask.data_ptr())
+        if key != self._mask_key:
+            groups = candidate_mask(self.alive, self._table)
+            self._mask.copy_(from_groups(groups, self.weight.shape).to(self._mask.dtype))
+            self._mask_key = (self.alive.data_ptr(), self.alive._version,
+                              self._mask.data_ptr())
+        return self._mask
+
+    def _masked_weight(self) -> torch.Tensor:
+        mask = self.nm_mask().to(self.weight.dtype)
+        if self.finished or not self.scores.requires_grad or not torch.is_grad_enabled():
+            return self.weight * mask
+        return _LBCMaskedWeight.apply(self.weight, self.scores, mask,
+                                      self.alive.to(self.scores.dtype), self._table,
+                                      self.nm_m)
+
+    # ----------------------------------------------------------------- removal
+    def candidate_ranking(self) -> torch.Tensor:
+        """``[G, C]`` importance used for removal: the learned scores, or the candidates'
+        weight magnitude when the scores cannot learn (frozen layer)."""
+        if self.scores.requires_grad:
+            return self.scores.detach().float()
+        return candidate_magnitude(to_groups(self.weight, self.nm_m), self._table)
+
+    @torch.no_grad()
+    def remove_to(self, target_removed: int) -> bool:
+        """Remove the lowest-ranked alive candidates of each group until
+        ``target_removed`` are gone (ties: lowest index first). Never revives one.
+
+        Returns:
+            bool: Whether any candidate was removed.
+        """
+        target_removed = min(int(target_removed), self.num_candidates - 1)
+        k = target_removed - self.num_removed
+        if k <= 0:
+            return False
+        ranking = self.candidate_ranking().masked_fill(~self.alive, float('inf'))
+        order = torch.sort(ranking, dim=1, stable=True)[1]
+        self.alive.scatter_(1, order[:, :k], False)
+        return True
+
+    def nm_update(self, state: NMScheduleState) -> bool:
+        if not self.nm_eligible:
+            return False
+        return self.remove_to(
+            cubic_removed(state.t, state.ti, state.tf, self.num_candidates))
+
+    @torch.no_grad()
+    def nm_stats(self) -> Dict[str, float]:
+        stats = super().nm_stats()  # type: ignore[misc]
+        if self.nm_eligible:
+            stats['alive_mean'] = float(self.num_candidates - self.num_removed)
+        return stats
+
+    # ----------------------------------------------------------------- loading
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if self.nm_eligible:
+            for name in ('scores', 'alive'):
+                saved = state_dict.get(prefix + name)
+                own = getattr(self, name)
+                if saved is not None and tuple(saved.shape) != tuple(own.shape):
+                    raise RuntimeError(
+                        f'{prefix}{name}: the checkpoint holds shape '
+                        f'{tuple(saved.shape)} but this {self.nm_n}:{self.nm_m} LBC layer '
+                        f'has {tuple(own.shape)} (groups x comb({self.nm_m}, '
+                        f'{self.nm_n})): the checkpoint was trained with another N:M '
+                        'pattern or model.')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore
+
+
+@MODELS.register_module()
+class LBCConv2d(LBCMixin, NMSparseConv2d):
+    """N:M sparse ``nn.Conv2d`` trained with LBC. Use as
+    ``conv_cfg=dict(type='LBCConv2d', n=2, m=4)``."""
+
+
+@MODELS.register_module()
+class LBCLinear(LBCMixin, NMSparseLinear):
+    """N:M sparse ``nn.Linear`` trained with LBC."""
