@@ -13,6 +13,7 @@ The protocol the hook and the tools rely on:
 - ``effective_weight()``: ``weight * mask`` (what the layer computes with);
 - ``nm_update(state)``: called after every training iteration by ``NMSparsityHook``;
 - ``nm_stats()``: plain numbers for the logs;
+- ``nm_train_densities()``: the fraction of dense multiply-adds each pass costs now;
 - ``nm_extra_state_names``: names of the method's own parameters/buffers, dropped on
   export.
 """
@@ -92,6 +93,13 @@ class NMSparseMixin:
     def nm_update(self, state: NMScheduleState) -> bool:
         """Advance the method's schedule; return True when the mask changed."""
         return False
+
+    def nm_train_densities(self) -> Dict[str, float]:
+        """Fractions of the dense layer's multiply-adds each pass of a training step
+        costs now: ``forward`` (``x * W``), ``input_grad`` (``dY * W``) and
+        ``weight_grad`` (``dY * x`` restricted to the weights that get a gradient).
+        Used for the "FLOPs (Train)" accounting. Dense by default."""
+        return dict(forward=1.0, input_grad=1.0, weight_grad=1.0)
 
     def _masked_weight(self) -> torch.Tensor:
         """The weight used by the forward pass (differentiable)."""

@@ -136,6 +136,15 @@ class LBCMixin:
             cubic_removed(state.t, state.ti, state.tf, self.num_candidates))
 
     @torch.no_grad()
+    def nm_train_densities(self) -> Dict[str, float]:
+        if not self.nm_eligible:
+            return super().nm_train_densities()  # type: ignore[misc]
+        # forward, input gradient and weight gradient all follow the union of the alive
+        # candidates: weights outside it get no gradient (no dense gradient)
+        d = float(self.nm_mask().mean())
+        return dict(forward=d, input_grad=d, weight_grad=d)
+
+    @torch.no_grad()
     def nm_stats(self) -> Dict[str, float]:
         stats = super().nm_stats()  # type: ignore[misc]
         if self.nm_eligible:
