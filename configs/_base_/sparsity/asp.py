@@ -1,0 +1,6 @@
+# ASP (NVIDIA's recipe), 2:4: the backbone trains (or loads) dense, the N:M magnitude mask
+# is computed once at `ti` and kept fixed; masked weights stay exactly zero.
+# With ti=0 and ImageNet (or `load_from`) weights this is ASP's one-shot prune + fine-tune.
+custom_imports = dict(imports=['lbc_mmdet'], allow_failed_imports=False)
+nm_conv_cfg = dict(type='ASPConv2d', n=2, m=4)
+custom_hooks = [dict(type='NMSparsityHook', ti=0, tf=None)]

@@ -1,0 +1,3 @@
+# Faster R-CNN R50-FPN, COCO, 1x: the dense baseline (the paper's Baseline row).
+_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+custom_imports = dict(imports=['lbc_mmdet'], allow_failed_imports=False)

@@ -1,0 +1,66 @@
+"""Convert a checkpoint of the official LBC code (zyxxmu/LBC, ResNet-50) into a backbone
+checkpoint for this project's ``LBCConv2d`` layers.
+
+Example::
+
+    python tools/convert_official_lbc.py lbc_resnet50_2of4.pth \\
+        checkpoints/lbc_r50_2of4_backbone.pth --n 2 --m 4
+    # then, in a config:
+    # model = dict(backbone=dict(init_cfg=dict(
+    #     type='Pretrained', checkpoint='checkpoints/lbc_r50_2of4_backbone.pth')))
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from lbc_mmdet.convert import convert_official_lbc  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help='official LBC checkpoint (.pth / .pth.tar)')
+    parser.add_argument('dst', help='where to write the converted checkpoint')
+    parser.add_argument('--n', type=int, default=None, help='expected N (checked)')
+    parser.add_argument('--m', type=int, default=None, help='expected M (checked)')
+    parser.add_argument('--prefix', default='',
+                        help="prepend to every key, e.g. 'backbone.' for `load_from`")
+    parser.add_argument('--unsafe-load', action='store_true',
+                        help='load the source with weights_only=False (only for a file '
+                        'you trust: a pickle can run code)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not osp.isfile(args.src):
+        print(f'error: no such checkpoint: {args.src}', file=sys.stderr)
+        return 2
+    try:
+        ckpt = torch.load(args.src, map_location='cpu', weights_only=not args.unsafe_load)
+    except Exception as e:  # noqa: BLE001
+        print(f'error: cannot load {args.src}: {type(e).__name__}: {e}\n'
+              '(a checkpoint that pickles more than tensors needs --unsafe-load, for a '
+              'file you trust)', file=sys.stderr)
+        return 2
+    try:
+        state_dict, report = convert_official_lbc(ckpt, args.n, args.m, args.prefix)
+    except ValueError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    torch.save(dict(state_dict=state_dict, meta=dict(converted_from=osp.basename(args.src),
+                                                     pattern=report['pattern'])),
+               args.dst)
+    with open(args.dst + '.json', 'w') as f:
+        json.dump(report, f, indent=2)
+    print(f'{len(report["sparse_layers"])} LBC layers ({report["pattern"]}), '
+          f'{len(report["dropped"])} keys dropped -> {args.dst} (report: {args.dst}.json)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
