@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Tuple
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.runner import EpochBasedTrainLoop
 
 from mmdet.registry import HOOKS
 
@@ -68,7 +69,8 @@ class NMSparsityHook(Hook):
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _by_epoch(runner) -> bool:
-        return hasattr(runner.train_loop, 'max_epochs')
+        # IterBasedTrainLoop also has a `max_epochs` (of 1): test the loop's type
+        return isinstance(runner.train_loop, EpochBasedTrainLoop)
 
     def _total(self, runner) -> float:
         loop = runner.train_loop

@@ -1,0 +1,129 @@
+"""SR-STE: Sparse-Refined Straight-Through Estimator (Zhou et al., ICLR 2021).
+
+The mask keeps the N largest ``|w|`` of every group of M weights (the project's grouping,
+:func:`~lbc_mmdet.nm.to_groups`) and is recomputed from the current weights at every
+forward; the forward uses ``weight * mask``. The backward is the straight-through estimator
+with the sparse-refined term (the paper's Eq. 5/6)::
+
+    dL/dw = dL/d(weight * mask) + lambda_w * (1 - mask) * w
+
+i.e. every weight, pruned or kept, receives the dense gradient of the sparse weight, and the
+pruned ones are additionally decayed towards zero by ``lambda_w`` (``2e-4`` by default, the
+paper's value for detection). SR-STE has no schedule (``nm_update`` does nothing) and no
+state of its own: the mask follows the weights.
+
+Decisions beyond the paper:
+
+- Without autograd (``torch.no_grad()``, inference, or a frozen weight) the forward is the
+  plain ``weight * mask``; the custom function only runs when a weight gradient is wanted.
+- ``nm_stats()`` adds ``flip_rate``: the fraction of the layer's weights whose mask entry
+  changed since the previous ``nm_stats()`` call (the paper's "flip rate" diagnostic;
+  0 on the first call).
+"""
+from typing import Dict, Tuple
+
+import torch
+
+from mmdet.registry import MODELS
+
+from ..nm import from_groups, to_groups, topn_magnitude_mask
+from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear
+
+
+class _SRSTEMaskedWeight(torch.autograd.Function):
+    """``weight * mask`` whose weight gradient is the dense STE gradient plus
+    ``lambda_w * (1 - mask) * weight``."""
+
+    @staticmethod
+    def forward(ctx, weight, mask, lambda_w):  # noqa: D102
+        ctx.save_for_backward(weight, mask)
+        ctx.lambda_w = lambda_w
+        return weight * mask
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        weight, mask = ctx.saved_tensors
+        grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_weight = grad
+            if ctx.lambda_w:
+                grad_weight = grad + ctx.lambda_w * (1 - mask) * weight
+        return grad_weight, None, None
+
+
+class SRSTEMixin:
+    """The SR-STE method; combine with :class:`NMSparseConv2d` /
+    :class:`NMSparseLinear`."""
+    nm_method = 'srste'
+    nm_extra_state_names: Tuple[str, ...] = ()
+
+    def _nm_configure(self, lambda_w: float = 2e-4) -> None:
+        if isinstance(lambda_w, bool) or not isinstance(lambda_w, (int, float)):
+            raise ValueError(f'SR-STE: `lambda_w` must be a number >= 0, got '
+                             f'{lambda_w!r} ({type(lambda_w).__name__})')
+        if not lambda_w >= 0:  # also refuses NaN
+            raise ValueError(f'SR-STE: `lambda_w` must be >= 0, got lambda_w={lambda_w}')
+        self.lambda_w = float(lambda_w)
+
+    def _nm_init_state(self) -> None:
+        # the mask seen by the previous nm_stats() call (flip rate); not saved
+        self.register_buffer('_stats_mask', None, persistent=False)
+
+    # ----------------------------------------------------------------- mask
+    @torch.no_grad()
+    def _topn_mask(self) -> torch.Tensor:
+        """Bool top-N ``|w|`` mask of the current weights, shaped like ``weight``."""
+        groups = topn_magnitude_mask(to_groups(self.weight.detach(), self.nm_m), self.nm_n)
+        return from_groups(groups, self.weight.shape)
+
+    def nm_mask(self) -> torch.Tensor:
+        if not self.nm_eligible:
+            return torch.ones_like(self.weight)
+        return self._topn_mask().to(self.weight.dtype)
+
+    def _masked_weight(self) -> torch.Tensor:
+        mask = self.nm_mask()
+        if not (torch.is_grad_enabled() and self.weight.requires_grad):
+            return self.weight * mask
+        return _SRSTEMaskedWeight.apply(self.weight, mask, self.lambda_w)
+
+    # ----------------------------------------------------------------- protocol
+    def nm_update(self, state: NMScheduleState) -> bool:
+        # no schedule: the mask follows the weights at every forward
+        return False
+
+    def nm_train_densities(self) -> Dict[str, float]:
+        if not self.nm_eligible:
+            return super().nm_train_densities()  # type: ignore[misc]
+        d = self.nm_n / self.nm_m
+        # every weight gets the dense gradient: the weight gradient is dense
+        return dict(forward=d, input_grad=d, weight_grad=1.0)
+
+    @torch.no_grad()
+    def nm_stats(self) -> Dict[str, float]:
+        stats = super().nm_stats()  # type: ignore[misc]
+        if self.nm_eligible:
+            mask = self._topn_mask()
+            prev = self._stats_mask
+            if prev is None or prev.shape != mask.shape:
+                stats['flip_rate'] = 0.0
+            else:
+                flips = (mask != prev.to(mask.device)).count_nonzero()
+                stats['flip_rate'] = float(flips) / max(mask.numel(), 1)
+            self._stats_mask = mask
+        return stats
+
+    def extra_repr(self) -> str:  # type: ignore[override]
+        base = super().extra_repr()  # type: ignore[misc]
+        return f'{base}, lambda_w={self.lambda_w:g}' if self.nm_eligible else base
+
+
+@MODELS.register_module()
+class SRSTEConv2d(SRSTEMixin, NMSparseConv2d):
+    """N:M sparse ``nn.Conv2d`` trained with SR-STE. Use as
+    ``conv_cfg=dict(type='SRSTEConv2d', n=2, m=4, lambda_w=2e-4)``."""
+
+
+@MODELS.register_module()
+class SRSTELinear(SRSTEMixin, NMSparseLinear):
+    """N:M sparse ``nn.Linear`` trained with SR-STE."""
