@@ -14,3 +14,13 @@ __all__ = [
     'candidate_magnitude', 'topn_magnitude_mask', 'count_nonzero_per_group',
     'is_nm_sparse', 'cubic_removed', 'removal_schedule_error'
 ]
+from .evolution import (designate, designation_fraction, designation_scores,  # noqa: E402
+                        evolve_blocks, freeze_decision, lma_select, mask_code, mask_gain,
+                        num_designated, oscillated, oscillation_frequency,
+                        selection_scores)
+
+__all__ += [
+    'designate', 'designation_fraction', 'designation_scores', 'evolve_blocks',
+    'freeze_decision', 'lma_select', 'mask_code', 'mask_gain', 'num_designated',
+    'oscillated', 'oscillation_frequency', 'selection_scores'
+]

@@ -4,9 +4,19 @@ The hook only decides *when*; each layer's method decides *what* (LBC removes ca
 the cubic schedule, ASP computes its mask once at ``ti``, BAME adapts its mask every ``T``
 iterations inside ``[ti, tf)``, SR-STE needs nothing). It also reports the layers left
 dense, and logs the sparsity state through MMEngine's message hub.
+
+With an ``EMAHook`` the averaged model must compute with the *same* masks as the live
+model: MMEngine's averaged models average only floating-point state and, with
+``update_buffers=True``, never update the other buffers after the first step (LBC's
+``alive``, ASP's ``mask``/``pruned``, BAME's ``mask``/``designated``/... would stay as they
+were at iteration 0, i.e. dense). The hook therefore copies every sparse layer's method
+state buffers (``nm_extra_state_names``) into the EMA model after each of its updates.
+The EMA weights themselves are averages of latent weights (masked-out values included), so
+use ``effective_weight()`` (``weight * mask``) of the EMA model, never its raw weights.
 """
 from typing import Dict, List, Optional, Tuple
 
+import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
@@ -65,6 +75,7 @@ class NMSparsityHook(Hook):
         self.log_interval = log_interval
         self._layers: List[Tuple[str, NMSparseMixin]] = []
         self._stats: Dict[str, float] = {}
+        self._ema_pairs: List[Tuple[NMSparseMixin, NMSparseMixin]] = []
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -93,9 +104,12 @@ class NMSparsityHook(Hook):
         return changed
 
     def _collect_stats(self) -> Dict[str, float]:
+        """Overall sparsity and exact-N:M count of the eligible layers, plus the mean
+        over layers of every method-specific statistic (LBC ``alive_mean``, BAME
+        ``designated_frac`` ...), logged as ``nm_<name>``."""
         numel = nonzero = exact = 0.0
-        alive, alive_layers = 0.0, 0
         eligible = 0
+        extra: Dict[str, List[float]] = {}
         for _, layer in self._layers:
             s = layer.nm_stats()
             if not s.get('eligible'):
@@ -104,13 +118,13 @@ class NMSparsityHook(Hook):
             numel += s['numel']
             nonzero += s['nonzero']
             exact += s['exact']
-            if 'alive_mean' in s:
-                alive += s['alive_mean']
-                alive_layers += 1
+            for key, value in s.items():
+                if key not in ('eligible', 'numel', 'nonzero', 'exact'):
+                    extra.setdefault(key, []).append(float(value))
         stats = dict(nm_sparsity=1.0 - nonzero / max(numel, 1.0),
                      nm_exact_layers=exact, nm_sparse_layers=float(eligible))
-        if alive_layers:
-            stats['nm_alive_mean'] = alive / alive_layers
+        for key, values in extra.items():
+            stats[f'nm_{key}'] = sum(values) / len(values)
         return stats
 
     def _log(self, runner) -> None:
@@ -158,15 +172,19 @@ class NMSparsityHook(Hook):
         # bring the layers to the current point (t = 0, or where a resume left off)
         self._update(runner, runner.iter)
         self._stats = self._collect_stats()
+        self._ema_pairs = []
+        self._sync_ema(runner)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         if self._update(runner, runner.iter + 1):
             self._stats = self._collect_stats()
+        self._sync_ema(runner)
         if self.every_n_train_iters(runner, self.log_interval):
             self._log(runner)
 
     def after_train(self, runner) -> None:
+        self._sync_ema(runner)
         stats = self._collect_stats()
         runner.logger.info(
             'N:M sparsity at the end of training: '
