@@ -127,6 +127,35 @@ class NMSparsityHook(Hook):
             stats[f'nm_{key}'] = sum(values) / len(values)
         return stats
 
+    def _find_ema_pairs(self, runner) -> List[Tuple[NMSparseMixin, NMSparseMixin]]:
+        """``(live layer, EMA layer)`` for every sparse layer, when an EMA hook (any hook
+        with an ``ema_model``, e.g. MMEngine's ``EMAHook``) averages the model."""
+        pairs = []
+        live = dict(self._layers)
+        for hook in runner.hooks:
+            ema = getattr(hook, 'ema_model', None)
+            if ema is None:
+                continue
+            ema = getattr(ema, 'module', ema)
+            for name, mod in ema.named_modules():
+                if isinstance(mod, NMSparseMixin) and name in live:
+                    pairs.append((live[name], mod))
+        return pairs
+
+    @torch.no_grad()
+    def _sync_ema(self, runner) -> None:
+        """Copy the method's mask state of the live layers into the EMA model."""
+        if not self._ema_pairs:
+            self._ema_pairs = self._find_ema_pairs(runner)
+        for src, dst in self._ema_pairs:
+            if not src.nm_eligible:
+                continue
+            for name in src.nm_extra_state_names:
+                if name in src._buffers and src._buffers[name] is not None:
+                    buf = dst._buffers.get(name)
+                    if buf is not None:
+                        buf.copy_(src._buffers[name].to(buf.device))
+
     def _log(self, runner) -> None:
         for key, value in self._stats.items():
             runner.message_hub.update_scalar(f'train/{key}', value)
