@@ -28,7 +28,7 @@ import torch.nn as nn
 from mmdet.registry import MODELS
 
 from ..nm import (candidate_magnitude, candidate_mask, combination_table, cubic_removed,
-                  from_groups, num_combinations, to_groups)
+                  grouped_product, assign_groups, num_combinations, to_groups)
 from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear
 
 
@@ -47,8 +47,9 @@ class _LBCMaskedWeight(torch.autograd.Function):
         grad_weight = grad * mask if ctx.needs_input_grad[0] else None
         grad_scores = None
         if ctx.needs_input_grad[1]:
-            grad_mask = to_groups(grad * weight, ctx.m).to(table.dtype)  # [G, M]
-            grad_scores = (grad_mask @ table.t()) * alive  # [G, C], dead -> 0
+            # dL/dmask = weight * dL/dW_eff, written straight into the grouped layout
+            grad_mask = grouped_product(grad, weight, ctx.m).to(table.dtype)  # [G, M]
+            grad_scores = torch.mm(grad_mask, table.t()).mul_(alive)  # [G, C], dead -> 0
         return grad_weight, grad_scores, None, None, None, None
 
 
@@ -68,6 +69,8 @@ class LBCMixin:
         self.register_buffer('_table', combination_table(n, m).float(),
                              persistent=False)
         self.register_buffer('_mask', torch.ones_like(self.weight), persistent=False)
+        self.register_buffer('_alive_f', torch.ones(g, c, device=self.weight.device),
+                             persistent=False)
         self._mask_key = None
 
     # ----------------------------------------------------------------- state
@@ -78,7 +81,8 @@ class LBCMixin:
     @property
     def num_removed(self) -> int:
         """Candidates removed from every group so far (the same for every group)."""
-        return self.num_candidates - int(self.alive[0].sum()) if self.alive.numel() else 0
+        self.nm_mask()  # refreshes the cached count when `alive` changed
+        return self._num_removed
 
     @property
     def finished(self) -> bool:
@@ -88,21 +92,26 @@ class LBCMixin:
     def nm_mask(self) -> torch.Tensor:
         if not self.nm_eligible:
             return torch.ones_like(self.weight)
+        # rebuilt only when `alive` changed (removal, load_state_dict) or moved
         key = (self.alive.data_ptr(), self.alive._version, self._mask.data_ptr())
         if key != self._mask_key:
             groups = candidate_mask(self.alive, self._table)
-            self._mask.copy_(from_groups(groups, self.weight.shape).to(self._mask.dtype))
+            assign_groups(self._mask, groups)
+            self._alive_f.copy_(self.alive)
+            self._num_removed = (self.num_candidates - int(self.alive[0].sum())
+                                 if self.alive.numel() else 0)
             self._mask_key = (self.alive.data_ptr(), self.alive._version,
                               self._mask.data_ptr())
         return self._mask
 
     def _masked_weight(self) -> torch.Tensor:
-        mask = self.nm_mask().to(self.weight.dtype)
+        mask = self.nm_mask()
+        if mask.dtype != self.weight.dtype:
+            mask = mask.to(self.weight.dtype)
         if self.finished or not self.scores.requires_grad or not torch.is_grad_enabled():
             return self.weight * mask
-        return _LBCMaskedWeight.apply(self.weight, self.scores, mask,
-                                      self.alive.to(self.scores.dtype), self._table,
-                                      self.nm_m)
+        return _LBCMaskedWeight.apply(self.weight, self.scores, mask, self._alive_f,
+                                      self._table, self.nm_m)
 
     # ----------------------------------------------------------------- removal
     def candidate_ranking(self) -> torch.Tensor:
@@ -124,9 +133,13 @@ class LBCMixin:
         k = target_removed - self.num_removed
         if k <= 0:
             return False
-        ranking = self.candidate_ranking().masked_fill(~self.alive, float('inf'))
-        order = torch.sort(ranking, dim=1, stable=True)[1]
-        self.alive.scatter_(1, order[:, :k], False)
+        ranking = self.candidate_ranking().masked_fill(~self.alive, float('inf'))  # a copy
+        # k rounds of argmin (first minimum: ties go to the lowest index); k is small,
+        # and this is much cheaper than sorting every group
+        for _ in range(k):
+            idx = ranking.argmin(dim=1, keepdim=True)
+            self.alive.scatter_(1, idx, False)
+            ranking.scatter_(1, idx, float('inf'))
         return True
 
     def nm_update(self, state: NMScheduleState) -> bool:

@@ -46,3 +46,25 @@ def from_groups(groups: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         o, i, kh, kw = shape
         return groups.reshape(o, kh, kw, i).permute(0, 3, 1, 2).contiguous()
     return groups.reshape(tuple(shape))
+
+
+def assign_groups(weight: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """In place ``weight[...] = from_groups(groups, weight.shape)`` in one strided pass
+    (no intermediate copy); returns ``weight``."""
+    m = groups.shape[-1]
+    if weight.dim() == 4:
+        o, i, kh, kw = weight.shape
+        weight.permute(0, 2, 3, 1).copy_(groups.view(o, kh, kw, i))
+    else:
+        weight.view(-1, m).copy_(groups)
+    return weight
+
+
+def grouped_product(a: torch.Tensor, b: torch.Tensor, m: int) -> torch.Tensor:
+    """``to_groups(a * b, m)`` in one pass (the product is written in grouped order)."""
+    if a.dim() == 4:
+        o, i, kh, kw = a.shape
+        out = torch.empty((o, kh, kw, i), dtype=torch.result_type(a, b), device=a.device)
+        torch.mul(a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1), out=out)
+        return out.view(-1, m)
+    return (a * b).reshape(-1, m)
