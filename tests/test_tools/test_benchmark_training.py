@@ -1,0 +1,48 @@
+"""tools/benchmark_training.py end to end on a reduced model (R18, 64 px, one round)."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOL = osp.join(REPO_ROOT, 'tools', 'benchmark_training.py')
+METHODS = ['dense', 'lbc', 'lbc_official', 'srste', 'asp', 'bame']
+
+
+def test_help():
+    proc = subprocess.run([sys.executable, '-W', 'ignore', TOOL, '--help'],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    assert '--warmup' in proc.stdout and '--iters' in proc.stdout
+
+
+def test_benchmark_training_json(tmp_path):
+    out = str(tmp_path / 'bench')
+    env = dict(os.environ, OMP_NUM_THREADS='2')
+    proc = subprocess.run(
+        [sys.executable, '-W', 'ignore', TOOL, '--iters', '1', '--warmup', '0', '--depth',
+         '18', '--img-size', '64', '--batch-size', '1', '--removal-reps', '1', '--out',
+         out], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with open(osp.join(out, 'results.json')) as f:
+        res = json.load(f)
+    assert osp.isfile(osp.join(out, 'results.md'))
+    assert res['settings'] == dict(warmup=0, iters=1, depth=18, batch_size=1, img_size=64,
+                                   removal_reps=1)
+    rows = {r['method']: r for r in res['methods']}
+    assert list(rows) == METHODS
+    for name, r in rows.items():
+        assert r['step_ms'] > 0 and len(r['step_all_ms']) == 1
+        assert r['saved_bytes'] > 0
+        assert set(r) >= {'ratio', 'saved_ratio', 'extra_state_bytes', 'goal', 'goal_met'}
+    assert rows['dense']['ratio'] == 1.0 and rows['dense']['extra_state_bytes'] == 0
+    assert rows['srste']['extra_state_bytes'] == 0  # SR-STE keeps no state of its own
+    for name in ('lbc', 'asp', 'bame'):
+        assert rows[name]['extra_state_bytes'] > 0
+        assert isinstance(rows[name]['goal_met'], bool)
+    assert rows['lbc']['goal'] == 1.05 and rows['asp']['goal'] == 1.10
+    rm = res['removal']
+    assert rm['layers'] == 19 and rm['removal_ms'] > 0 and isinstance(rm['goal_met'], bool)
+    assert res['max_rss_mb'] > 0 and res['machine']['cpu_count'] >= 1
+    assert '| lbc |' in res['markdown']
