@@ -17,27 +17,6 @@ from mmdet.registry import HOOKS
 import lbc_mmdet
 from lbc_mmdet.nm import to_groups
 
-if os.environ.get('LBC_TEST_CPU_DIST') == '1' and not torch.cuda.is_available():
-    # mmengine 0.10.7's `init_dist('pytorch')` calls `torch.cuda.set_device(local_rank)`
-    # whatever the backend, which fails on a CPU-only machine: make it a no-op for the
-    # CPU (gloo) distributed test. Imported through `custom_imports`, i.e. at
-    # `Config.fromfile`, before the Runner initialises the process group.
-    torch.cuda.set_device = lambda device: None
-
-
-from mmengine.model import MMDistributedDataParallel  # noqa: E402
-from mmengine.registry import MODEL_WRAPPERS  # noqa: E402
-
-
-@MODEL_WRAPPERS.register_module(force=True)
-class CPUDistributedDataParallel(MMDistributedDataParallel):
-    """MMEngine's DDP wrapper for CPU (gloo) processes: the Runner always passes
-    ``device_ids=[LOCAL_RANK]``, which DDP refuses for CPU modules."""
-
-    def __init__(self, module, device_ids=None, **kwargs):
-        super().__init__(module=module, device_ids=None, **kwargs)
-
-
 class ToyNet(BaseModel):
     """A few convs (channels multiples of 8) and a Linear; loss = MSE to a target."""
 

@@ -40,17 +40,13 @@ def _launch(config, data_root, work_dir):
                         ti=0, tf=TF)
     cfg.custom_imports = dict(imports=['lbc_mmdet', '_nm_toy'], allow_failed_imports=False)
     cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type='RankDumpHook')]
-    cfg.env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork'),
-                       dist_cfg=dict(backend='gloo'))
     cfg.log_level = 'WARNING'
-    # as MMEngine's default wrapper (broadcast_buffers=False), without device_ids (CPU)
-    cfg.model_wrapper_cfg = dict(type='CPUDistributedDataParallel', broadcast_buffers=False,
-                                 find_unused_parameters=cfg.get('find_unused_parameters',
-                                                                False))
+    # the config stays as users write it (nccl backend, MMEngine's default wrapper):
+    # tools/train.py switches to gloo and a CPU DDP wrapper when CUDA is unavailable
     cfg_path = osp.join(work_dir, 'dist_cfg.py')
     os.makedirs(work_dir, exist_ok=True)
     cfg.dump(cfg_path)
-    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='', LBC_TEST_CPU_DIST='1',
+    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
                PYTHONPATH=os.pathsep.join([ROOT, HERE, os.environ.get('PYTHONPATH', '')]))
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1',
            '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
