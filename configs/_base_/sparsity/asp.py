@@ -3,4 +3,5 @@
 # With ti=0 and ImageNet (or `load_from`) weights this is ASP's one-shot prune + fine-tune.
 custom_imports = dict(imports=['lbc_mmdet'], allow_failed_imports=False)
 nm_conv_cfg = dict(type='ASPConv2d', n=2, m=4)
-custom_hooks = [dict(type='NMSparsityHook', ti=0, tf=None)]
+custom_hooks = [dict(type='NMSparsityHook', ti=0, tf=None), dict(type='RNGStateHook'),
+                dict(type='TrainFlopsHook')]

@@ -1,0 +1,23 @@
+# The paper's Table 2: Faster R-CNN R50-FPN on COCO (1x schedule), backbone N:M sparse.
+# Needs COCO in data/coco/ and GPUs, e.g. one node of 8:
+#
+#   python tools/run_suite.py configs/suites/paper_table2.py --launcher pytorch --gpus 8
+#
+# mmdet's 1x schedule assumes 16 images per step (8 GPUs x 2); with fewer GPUs add
+# `--auto-scale-lr` to the configs or set the lr through cfg_options.
+title = 'Table 2: Faster R-CNN R50-FPN, COCO val2017 (1x)'
+work_root = 'work_dirs/suite/paper_table2'
+
+_model = 'Faster R-CNN'
+suite = [
+    dict(label='Baseline', config='configs/faster_rcnn_dense.py', method='dense',
+         pattern='-', model=_model),
+    dict(label='SR-STE 2:4', config='configs/faster_rcnn_srste_2of4.py', method='srste',
+         pattern='2:4', model=_model),
+    dict(label='LBC 2:4', config='configs/faster_rcnn_lbc_2of4.py', method='lbc',
+         pattern='2:4', model=_model),
+    dict(label='SR-STE 2:8', config='configs/faster_rcnn_srste_2of8.py', method='srste',
+         pattern='2:8', model=_model),
+    dict(label='LBC 2:8', config='configs/faster_rcnn_lbc_2of8.py', method='lbc',
+         pattern='2:8', model=_model),
+]

@@ -1,0 +1,310 @@
+"""Suite files, commands, skip-existing logic and the run loop (with a fake trainer)."""
+import io
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from lbc_mmdet.suite.results import RunResult, read_result, write_result
+from lbc_mmdet.suite.runner import (REPO_ROOT, SuiteRun, SuiteRunner,
+                                    cfg_options_to_args, load_suite, slugify,
+                                    train_command)
+
+DEMO_SUITE = osp.join(REPO_ROOT, 'configs/suites/demo.py')
+
+#: a stand-in for tools/train.py: writes what MMEngine + TrainFlopsHook would
+FAKE_TRAIN = textwrap.dedent('''
+    import json, os, sys
+    work_dir, rc, mAP = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    log = os.path.join(work_dir, '20260101_000000')
+    os.makedirs(os.path.join(log, 'vis_data'), exist_ok=True)
+    print('fake training into', work_dir, flush=True)
+    if rc == 0:
+        with open(os.path.join(log, 'vis_data', 'scalars.json'), 'a') as f:
+            f.write(json.dumps({'loss': 1.0, 'flops_ratio': 0.7, 'iter': 4, 'step': 4}) + '\\n')
+            f.write(json.dumps({'coco/bbox_mAP': mAP, 'step': 4}) + '\\n')
+        with open(os.path.join(log, 'train_flops.json'), 'w') as f:
+            json.dump({'ratio': 0.7, 'backbone_ratio': 0.55, 'iterations': 4}, f)
+    print('done', flush=True)
+    sys.exit(rc)
+''')
+
+
+def write_suite(tmp_path, body: str, name='suite.py') -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+PY_SUITE = '''
+    title = 'Tiny'
+    note = 'fake'
+    cfg_options = {'train_cfg.max_iters': 4, 'model': {'backbone': {'depth': 50}}}
+    suite = [
+        dict(label='Baseline', config='configs/faster_rcnn_dense.py', model='Faster R-CNN'),
+        dict(label='LBC 2:4', config='configs/faster_rcnn_lbc_2of4.py', method='lbc',
+             pattern='2:4', model='Faster R-CNN',
+             cfg_options={'train_cfg.max_iters': 8, 'custom_hooks.0.ti': 1,
+                          'param_scheduler.1.milestones': [2, 3]}),
+        dict(label='SR-STE 2:4', config='configs/faster_rcnn_srste_2of4.py',
+             method='srste', pattern='2:4', model='Faster R-CNN'),
+    ]
+'''
+
+
+# --------------------------------------------------------------------------- suite files
+def test_load_python_suite(tmp_path):
+    suite = load_suite(write_suite(tmp_path, PY_SUITE))
+    assert suite.title == 'Tiny' and suite.note == 'fake' and suite.name == 'suite'
+    base, lbc, srste = suite.runs
+    assert (base.method, base.pattern) == ('dense', '-')
+    assert (lbc.label, lbc.method, lbc.pattern, lbc.slug) == ('LBC 2:4', 'lbc', '2:4',
+                                                              'lbc_2of4')
+    assert srste.slug == 'srste_2of4'
+    # suite-wide options (dicts flattened), a run's own win
+    assert base.cfg_options == {'train_cfg.max_iters': 4, 'model.backbone.depth': 50}
+    assert lbc.cfg_options['train_cfg.max_iters'] == 8
+    assert lbc.cfg_options['param_scheduler.1.milestones'] == [2, 3]
+
+
+def test_load_yaml_suite(tmp_path):
+    path = write_suite(tmp_path, '''
+        title: From yaml
+        suite:
+          - label: LBC 2:8
+            config: configs/faster_rcnn_lbc_2of8.py
+            method: lbc
+            pattern: "2:8"
+            model: Faster R-CNN
+            cfg_options: {train_cfg.max_iters: 3}
+    ''', 'suite.yaml')
+    suite = load_suite(path)
+    assert suite.title == 'From yaml'
+    assert suite.runs[0].pattern == '2:8' and suite.runs[0].cfg_options == {
+        'train_cfg.max_iters': 3}
+    # a bare list of runs
+    path = write_suite(tmp_path, '''
+        - {label: A, config: configs/faster_rcnn_dense.py}
+    ''', 'list.yml')
+    assert load_suite(path).runs[0].label == 'A'
+
+
+@pytest.mark.parametrize('body,match', [
+    ("x = 1\n", 'no `suite`'),
+    ("suite = []\n", 'non-empty'),
+    ("suite = [dict(config='a.py')]\n", '`label`'),
+    ("suite = [dict(label='a', config='a.py', gpus=2)]\n", 'unknown keys'),
+    ("suite = [dict(label='LBC 2:4', config='a.py'), dict(label='lbc 2of4', config='b.py')]\n",
+     'same work dir'),
+    ("suite = [dict(label='a', config='a.py', cfg_options={'x.y': 'two words'})]\n",
+     'cfg-options'),
+])
+def test_suite_errors(tmp_path, body, match):
+    with pytest.raises(ValueError, match=match):
+        load_suite(write_suite(tmp_path, body))
+
+
+def test_slugify():
+    assert slugify('LBC 2:4') == 'lbc_2of4'
+    assert slugify('SR-STE 2:8') == 'srste_2of8'
+    assert slugify('Faster R-CNN / Baseline') == 'faster_rcnn_baseline'
+
+
+def test_cfg_options_round_trip():
+    from mmengine.config import DictAction
+    opts = {'a.b': 3, 'c': 0.5, 'd': True, 'e': None, 'f': [1, 2], 'g': (3, 4),
+            'h': 'SGD', 'i': [[1, 2], (3, )], 'j': 1e-4}
+    args = cfg_options_to_args(opts)
+    parsed = {}
+    for a in args:
+        key, val = a.split('=', 1)
+        parsed[key] = DictAction._parse_iterable(val)
+    assert parsed == opts
+    assert 'f=[1,2]' in args and 'g=(3,4)' in args
+    for bad in ('two words', '12', 'a,b', 'True'):
+        with pytest.raises(ValueError):
+            cfg_options_to_args({'k': bad})
+    with pytest.raises(ValueError):
+        cfg_options_to_args({'k': {1, 2}})
+
+
+def test_train_commands(tmp_path):
+    run = SuiteRun(label='LBC 2:4', config='configs/faster_rcnn_lbc_2of4.py',
+                   method='lbc', cfg_options={'train_cfg.max_iters': 4})
+    wd = str(tmp_path / 'wd')
+    cmd, env = train_command(run, wd, python='PY')
+    assert cmd[:2] == ['PY', osp.join(REPO_ROOT, 'tools', 'train.py')]
+    assert cmd[3:] == ['--work-dir', wd, '--cfg-options', 'train_cfg.max_iters=4']
+    assert env['PYTHONUNBUFFERED'] == '1'
+    cmd, env = train_command(run, wd, launcher='pytorch', gpus=8, python='PY', resume=True)
+    assert cmd[:2] == ['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh')]
+    assert cmd[3:6] == ['8', '--work-dir', wd] and '--resume' in cmd
+    assert env['PYTHON'] == 'PY'
+    cmd, env = train_command(run, wd, launcher='slurm', gpus=16, partition='p')
+    assert cmd[1].endswith('slurm_train.sh') and cmd[2:4] == ['p', 'lbc_2of4']
+    assert cmd[5] == wd and env['GPUS'] == '16'
+    with pytest.raises(ValueError, match='partition'):
+        train_command(run, wd, launcher='slurm')
+    with pytest.raises(ValueError, match='pytorch'):
+        train_command(run, wd, gpus=2)
+    with pytest.raises(FileNotFoundError):
+        train_command(SuiteRun(label='x', config='configs/nope.py'), wd)
+
+
+# --------------------------------------------------------------------------- running
+def fake_runner(tmp_path, monkeypatch, body=PY_SUITE, outcomes=None, **kwargs):
+    """A SuiteRunner whose runs call FAKE_TRAIN (``outcomes``: label -> (rc, mAP))."""
+    script = tmp_path / 'fake_train.py'
+    script.write_text(FAKE_TRAIN)
+    outcomes = outcomes or {}
+    calls = []
+
+    def command(self, run):
+        calls.append(run.label)
+        rc, mAP = outcomes.get(run.label, (0, 0.25))
+        return [sys.executable, str(script), self.work_dir(run), str(rc), str(mAP)], {}
+
+    monkeypatch.setattr(SuiteRunner, 'command', command)
+    out = io.StringIO()
+    runner = SuiteRunner(load_suite(write_suite(tmp_path, body)),
+                         work_root=str(tmp_path / 'root'), out=out, **kwargs)
+    return runner, calls, out
+
+
+def test_run_collect_and_skip_existing(tmp_path, monkeypatch):
+    runner, calls, out = fake_runner(tmp_path, monkeypatch,
+                                     outcomes={'SR-STE 2:4': (3, 0.0)})
+    results, failed = runner.run()
+    assert calls == ['Baseline', 'LBC 2:4', 'SR-STE 2:4']
+    assert [r.label for r in failed] == ['SR-STE 2:4']
+    root = str(tmp_path / 'root')
+    base = read_result(osp.join(root, 'baseline'))
+    assert base.status == 'done' and base.metric('bbox_mAP') == 0.25
+    assert base.returncode == 0 and base.wall_time_s > 0
+    assert read_result(osp.join(root, 'srste_2of4')).status == 'failed'
+    # the child's output is tee'd to the log and streamed
+    with open(osp.join(root, 'lbc_2of4', 'suite_train.log')) as f:
+        log = f.read()
+    assert 'fake training into' in log and log.startswith('# ')
+    text = out.getvalue()
+    assert 'fake training into' in text
+    assert '(2/3) LBC 2:4: start' in text and '(2/3) LBC 2:4: done in' in text
+    assert '(3/3) SR-STE 2:4: FAILED' in text and 'exit code 3' in text
+    # the reports
+    with open(osp.join(root, 'results.md')) as f:
+        md = f.read()
+    assert md.startswith('# Tiny')
+    assert '| Faster R-CNN | LBC | 2:4 | 0.70× | 25.0 | 0.55× |' in md
+    assert '| Faster R-CNN | SR-STE | 2:4 | failed | failed |' in md
+    assert osp.isfile(osp.join(root, 'results.csv'))
+    assert osp.isfile(osp.join(root, 'results.png'))
+
+    # second call: the done runs are skipped, the failed one runs again
+    runner2, calls2, out2 = fake_runner(tmp_path, monkeypatch)
+    assert [a for _, a in runner2.plan()] == ['skip', 'skip', 'run']
+    runner2.run()
+    assert calls2 == ['SR-STE 2:4']
+    assert '(1/3) Baseline: skip' in out2.getvalue()
+    # --force re-runs everything; --only restricts, the tables still list every run
+    runner3, calls3, _ = fake_runner(tmp_path, monkeypatch, force=True,
+                                     only=['lbc_2of4'])
+    results, _ = runner3.run()
+    assert calls3 == ['LBC 2:4']
+    assert [r.status for r in results] == ['done', 'done', 'done']
+
+
+def test_skip_runs_trained_outside_the_suite(tmp_path, monkeypatch):
+    runner, calls, _ = fake_runner(tmp_path, monkeypatch)
+    root = tmp_path / 'root'
+    # LBC trained by hand into its work dir: train_flops.json + metrics -> finished
+    log = root / 'lbc_2of4' / '20250101_000000'
+    (log / 'vis_data').mkdir(parents=True)
+    (log / 'vis_data' / 'scalars.json').write_text(
+        json.dumps({'coco/bbox_mAP': 0.1, 'step': 1}) + '\n')
+    (log / 'train_flops.json').write_text(json.dumps({'ratio': 0.6}))
+    # SR-STE: evaluated but training did not end (no train_flops.json) -> run again
+    log = root / 'srste_2of4' / '20250101_000000'
+    (log / 'vis_data').mkdir(parents=True)
+    (log / 'vis_data' / 'scalars.json').write_text(
+        json.dumps({'coco/bbox_mAP': 0.1, 'step': 1}) + '\n')
+    # Baseline: results.json of a failed run -> run again
+    write_result(RunResult('Baseline', status='failed'), str(root / 'baseline'))
+    assert [a for _, a in runner.plan()] == ['run', 'skip', 'run']
+    results = runner.collect()
+    assert results[1].status == 'done' and results[1].flops_ratio == 0.6
+
+
+def test_unknown_only_label(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match='unknown labels'):
+        fake_runner(tmp_path, monkeypatch, only=['nope'])
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    out = io.StringIO()
+    runner = SuiteRunner(load_suite(DEMO_SUITE), work_root=str(tmp_path / 'root'), out=out)
+    runner.dry_run()
+    text = out.getvalue()
+    assert text.count('would run') == 5
+    assert 'tools/train.py' in text and 'custom_hooks.0.ti=40' in text
+    assert not osp.exists(tmp_path / 'root')
+
+
+# --------------------------------------------------------------------------- the suites
+def test_demo_suite_settings():
+    """The demo suite's runs, with their cfg_options applied, are short and coherent."""
+    from mmengine.config import Config
+    suite = load_suite(DEMO_SUITE)
+    assert [(r.method, r.pattern) for r in suite.runs] == [
+        ('dense', '-'), ('lbc', '2:4'), ('srste', '2:4'), ('asp', '2:4'), ('bame', '2:4')]
+    for run in suite.runs:
+        cfg = Config.fromfile(osp.join(REPO_ROOT, run.config))
+        cfg.merge_from_dict(run.cfg_options)
+        iters = cfg.train_cfg.max_iters
+        assert iters <= 150 and cfg.train_cfg.val_interval == iters
+        assert cfg.default_hooks.checkpoint.interval <= iters
+        if run.method == 'dense':
+            assert 'conv_cfg' not in cfg.model.backbone or not cfg.model.backbone.conv_cfg
+            continue
+        assert cfg.model.backbone.conv_cfg.type.lower().startswith(run.method)
+        nm_hook = cfg.custom_hooks[0]
+        assert nm_hook.type == 'NMSparsityHook'
+        assert any(h.type == 'TrainFlopsHook' for h in cfg.custom_hooks)
+        ti = nm_hook.get('ti', 0)
+        tf = nm_hook.get('tf') or iters / 2
+        assert 0 <= ti < tf and ti < iters
+        if run.method == 'asp':
+            assert 0 < ti < iters
+        if run.method == 'bame':
+            assert cfg.model.backbone.conv_cfg.interval <= 20
+
+
+@pytest.mark.parametrize('name', ['demo.py', 'paper_table2.py', 'paper_table3.py'])
+def test_suite_files_load(name):
+    suite = load_suite(osp.join(REPO_ROOT, 'configs/suites', name))
+    for run in suite.runs:
+        assert osp.isfile(osp.join(REPO_ROOT, run.config)), run.config
+    if name.startswith('paper'):
+        assert [r.label for r in suite.runs] == [
+            'Baseline', 'SR-STE 2:4', 'LBC 2:4', 'SR-STE 2:8', 'LBC 2:8']
+
+
+def test_tool_help_and_dry_run(tmp_path):
+    tool = osp.join(REPO_ROOT, 'tools', 'run_suite.py')
+    proc = subprocess.run([sys.executable, tool, '--help'], capture_output=True,
+                          text=True, cwd=REPO_ROOT, timeout=120)
+    assert proc.returncode == 0
+    for flag in ('--work-root', '--launcher', '--gpus', '--dry-run', '--only'):
+        assert flag in proc.stdout
+    sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
+    try:
+        import run_suite
+    finally:
+        sys.path.pop(0)
+    assert run_suite.main([DEMO_SUITE, '--dry-run', '--work-root',
+                           str(tmp_path / 'r')]) == 0
+    assert run_suite.main([str(tmp_path / 'missing.py')]) == 2
+    assert run_suite.main([DEMO_SUITE, '--gpus', '2', '--dry-run']) == 2
