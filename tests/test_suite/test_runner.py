@@ -249,7 +249,7 @@ def test_dry_run_writes_nothing(tmp_path):
     runner.dry_run()
     text = out.getvalue()
     assert text.count('would run') == 5
-    assert 'tools/train.py' in text and 'custom_hooks.0.ti=40' in text
+    assert 'tools/train.py' in text and 'custom_hooks.0.ti=50' in text
     assert not osp.exists(tmp_path / 'root')
 
 
@@ -264,7 +264,7 @@ def test_demo_suite_settings():
         cfg = Config.fromfile(osp.join(REPO_ROOT, run.config))
         cfg.merge_from_dict(run.cfg_options)
         iters = cfg.train_cfg.max_iters
-        assert iters <= 150 and cfg.train_cfg.val_interval == iters
+        assert iters <= 200 and cfg.train_cfg.val_interval == iters
         assert cfg.default_hooks.checkpoint.interval <= iters
         if run.method == 'dense':
             assert 'conv_cfg' not in cfg.model.backbone or not cfg.model.backbone.conv_cfg

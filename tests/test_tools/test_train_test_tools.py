@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import data_cfg_options
+from _common import data_cfg_options
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(REPO_ROOT, 'tools', 'train.py')

@@ -1,0 +1,32 @@
+"""Helpers shared by test modules (not fixtures)."""
+from typing import List
+
+
+def data_cfg_options(root: str, with_classes: bool = False) -> List[str]:
+    """``--cfg-options`` pointing every dataloader/evaluator at ``root``.
+
+    Args:
+        root: Dataset root made by ``make_demo_coco``.
+        with_classes: Also set the 3 demo classes as metainfo (needed for
+            stock mmdet configs, which default to the 80 COCO classes).
+
+    Returns:
+        ``key=value`` strings for ``--cfg-options``.
+    """
+    root = root.rstrip('/') + '/'
+    opts = []
+    for split, dl in (('train', 'train_dataloader'), ('val', 'val_dataloader'),
+                      ('val', 'test_dataloader')):
+        opts += [
+            f'{dl}.dataset.data_root={root}',
+            f'{dl}.dataset.ann_file=annotations/instances_{split}.json',
+            f'{dl}.dataset.data_prefix.img=images/{split}/',
+            f'{dl}.num_workers=0',
+            f'{dl}.persistent_workers=False',
+        ]
+        if with_classes:
+            opts.append(
+                f'{dl}.dataset.metainfo.classes="(circle,square,triangle)"')
+    for ev in ('val_evaluator', 'test_evaluator'):
+        opts.append(f'{ev}.ann_file={root}annotations/instances_val.json')
+    return opts
