@@ -33,8 +33,9 @@ def test_data_points_at_demo_coco(cfg):
     for ev in ('val_evaluator', 'test_evaluator'):
         assert cfg[ev].type == 'CocoMetric'
         assert cfg[ev].ann_file == 'data/demo_coco/annotations/instances_val.json'
-    assert 'lbc_mmdet' in cfg.custom_imports.imports
-    assert cfg.custom_imports.allow_failed_imports is False
+    # the dense demos need nothing of lbc_mmdet: no custom_imports, so that the sparse
+    # demos can add the method's base (mmengine forbids keys shared by sibling bases)
+    assert 'custom_imports' not in cfg
 
 
 def test_model_is_small_from_scratch_r50_fpn(cfg):
@@ -55,7 +56,9 @@ def test_schedule_and_runtime(cfg):
     assert cfg.train_cfg.max_iters == 400 and cfg.train_cfg.val_interval == 400
     opt = cfg.optim_wrapper.optimizer
     assert (opt.type, opt.lr, opt.momentum, opt.weight_decay) == (
-        'SGD', 0.02, 0.9, 0.0001)
+        'SGD', 0.01, 0.9, 0.0001)
+    # from scratch at lr 0.02 the dense demo diverged (NaN losses); clipping keeps it stable
+    assert cfg.optim_wrapper.clip_grad.max_norm == 35
     assert cfg.param_scheduler[0].type == 'LinearLR'
     assert all(s.by_epoch is False for s in cfg.param_scheduler)
     assert max(s.end for s in cfg.param_scheduler) == 400
