@@ -20,6 +20,7 @@ import math
 import os
 import os.path as osp
 import re
+import textwrap
 from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, Iterable, List, Optional, Sequence
 
@@ -378,7 +379,7 @@ def plot_results(results: Sequence[RunResult], path: str, title: str = '') -> Op
         ax.set_xlim(lo - pad, hi + pad)
         ax.legend(fontsize=8, loc='best')
     if title:
-        fig.suptitle(title)
+        fig.suptitle(textwrap.fill(title, 55 * len(groups)), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
