@@ -1,19 +1,26 @@
 """lbc_mmdet: N:M sparse detectors and instance segmenters on MMDetection 3.x.
 
 Importing the package (``custom_imports = dict(imports=['lbc_mmdet'])``) registers the
-sparse layers, the ``NMSparsify`` model builder and ``NMSparsityHook`` into mmdet's
-registries, and makes MMEngine checkpoints load under torch's safe (``weights_only``)
-loader.
+sparse layers of every method, the ``NMSparsify`` model builder and the hooks into mmdet's
+registries; it changes nothing else in MMEngine (safe checkpoints are installed by the
+tools, by ``SafeCheckpointHook`` or by :func:`install_safe_checkpoints`).
 """
-from . import nm  # noqa: F401  (plain torch; no registry)
-from .engine.hooks import NMSparsityHook
-from .layers import (SPARSE_LAYERS, LBCConv2d, LBCLinear, NMScheduleState,
-                     NMSparseMixin)
-from .sparsify import build_sparsified, sparse_layers, sparsify
+from ._warnings import silence_pkg_resources_warning
 
-__version__ = '0.1.0'
+silence_pkg_resources_warning()  # before anything imports MMEngine
+
+from . import nm  # noqa: E402,F401  (plain torch; no registry)
+from .engine import (NMSparsityHook, RNGStateHook, SafeCheckpointHook,  # noqa: E402
+                     TrainFlopsHook, install_safe_checkpoints)
+from .layers import (NMScheduleState, NMSparseMixin, get_method,  # noqa: E402
+                     method_names, register_nm_layer, sparse_layers)
+from .sparsify import build_sparsified, sparsify  # noqa: E402
+
+__version__ = '0.2.0'
 
 __all__ = [
-    'NMSparsityHook', 'SPARSE_LAYERS', 'LBCConv2d', 'LBCLinear', 'NMScheduleState',
-    'NMSparseMixin', 'build_sparsified', 'sparse_layers', 'sparsify', '__version__'
+    'NMSparsityHook', 'RNGStateHook', 'SafeCheckpointHook', 'TrainFlopsHook',
+    'install_safe_checkpoints', 'NMScheduleState', 'NMSparseMixin', 'get_method',
+    'method_names', 'register_nm_layer', 'sparse_layers', 'build_sparsified', 'sparsify',
+    '__version__'
 ]

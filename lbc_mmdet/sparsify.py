@@ -10,31 +10,23 @@ model for distributed training: the ``NMSparsify`` model builder does it at buil
                  layer=dict(method='lbc', n=2, m=4),
                  include=['roi_head.*'], exclude=[])
 """
-import fnmatch
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch.nn as nn
 
 from mmdet.registry import MODELS
 
-from .layers import SPARSE_LAYERS, NMSparseMixin
+from .layers import NMSparseMixin, get_method, layer_class
+from .layers.registry import dense_type_of
+from .utils import matches, replace_module
 
 
-def sparse_layer_class(method: str, kind: str) -> type:
-    """The sparse class of ``method`` for a dense module kind (``'Conv2d'``/``'Linear'``).
-
-    Raises:
-        ValueError: Unknown method (the message lists the known ones).
-    """
-    key = str(method).lower()
-    if key not in SPARSE_LAYERS:
-        raise ValueError(f'unknown N:M method {method!r}; known methods: '
-                         f'{sorted(SPARSE_LAYERS)}')
-    return SPARSE_LAYERS[key][kind]
-
-
-def _matches(name: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+def layer_options(layer: Optional[Dict]) -> Tuple[str, Dict]:
+    """``(method, options)`` of an ``NMSparsify`` ``layer`` dict (``method`` defaults to
+    ``'lbc'``; ``type`` is accepted as an alias)."""
+    layer = dict(layer or dict(method='lbc', n=2, m=4))
+    method = layer.pop('method', layer.pop('type', 'lbc'))
+    return method, layer
 
 
 def sparsify(model: nn.Module,
@@ -50,32 +42,23 @@ def sparsify(model: nn.Module,
 
     Returns:
         list[str]: The names of the converted modules.
+
+    Raises:
+        ValueError: Unknown method (the message lists the known ones).
     """
+    get_method(method)
     converted = []
     for name, module in list(model.named_modules()):
         if not name or isinstance(module, NMSparseMixin):
             continue
-        if not _matches(name, include) or _matches(name, exclude):
+        if not matches(name, include) or matches(name, exclude):
             continue
-        if isinstance(module, nn.Conv2d):
-            kind = 'Conv2d'
-        elif isinstance(module, nn.Linear):
-            kind = 'Linear'
-        else:
+        if not isinstance(module, (nn.Conv2d, nn.Linear)):
             continue
-        cls = sparse_layer_class(method, kind)
-        new = cls.from_dense(module, n=n, m=m, **method_kwargs)
-        parent_name, _, child = name.rpartition('.')
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, new)
+        cls = layer_class(method, dense_type_of(type(module)))
+        replace_module(model, name, cls.from_dense(module, n=n, m=m, **method_kwargs))
         converted.append(name)
     return converted
-
-
-def sparse_layers(model: nn.Module) -> List[Tuple[str, NMSparseMixin]]:
-    """``(name, layer)`` for every N:M sparse layer of ``model`` (eligible or not)."""
-    return [(name, mod) for name, mod in model.named_modules()
-            if isinstance(mod, NMSparseMixin)]
 
 
 @MODELS.register_module(name='NMSparsify')
@@ -94,9 +77,8 @@ def build_sparsified(model: dict,
     Returns:
         nn.Module: The detector itself (not a wrapper), with sparse layers.
     """
-    layer = dict(layer or dict(method='lbc', n=2, m=4))
-    method = layer.pop('method', layer.pop('type', 'lbc'))
-    sparse_layer_class(method, 'Conv2d')  # fail on an unknown method before building
+    method, options = layer_options(layer)
+    get_method(method)  # fail on an unknown method before building
     detector = MODELS.build(model)
-    sparsify(detector, method, include=include, exclude=exclude, **layer)
+    sparsify(detector, method, include=include, exclude=exclude, **options)
     return detector

@@ -30,3 +30,12 @@ def data_cfg_options(root: str, with_classes: bool = False) -> List[str]:
     for ev in ('val_evaluator', 'test_evaluator'):
         opts.append(f'{ev}.ann_file={root}annotations/instances_val.json')
     return opts
+
+
+def _sparse_layers_table():
+    from lbc_mmdet.layers import get_method, method_names
+    return {name: dict(get_method(name).layers) for name in method_names()}
+
+
+#: method -> {'Conv2d': class, 'Linear': class} of the methods registered by the package
+SPARSE_LAYERS = _sparse_layers_table()

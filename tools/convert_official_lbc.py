@@ -1,5 +1,5 @@
 """Convert a checkpoint of the official LBC code (zyxxmu/LBC, ResNet-50) into a backbone
-checkpoint for this project's ``LBCConv2d`` layers.
+checkpoint for this project's LBC layers (``--help`` for the options).
 
 Example::
 
@@ -14,10 +14,9 @@ import json
 import os.path as osp
 import sys
 
-import torch
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a source checkout
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from lbc_mmdet.convert import convert_official_lbc  # noqa: E402
+from lbc_mmdet.cli._common import ToolError, add_debug_arg, run_tool  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -32,35 +31,35 @@ def parse_args(argv=None):
     parser.add_argument('--unsafe-load', action='store_true',
                         help='load the source with weights_only=False (only for a file '
                         'you trust: a pickle can run code)')
+    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
+    import torch
+
+    from lbc_mmdet.engine.checkpoint import atomic_torch_save, atomic_write
+    from lbc_mmdet.layers.lbc_official import convert_official_lbc
     args = parse_args(argv)
     if not osp.isfile(args.src):
-        print(f'error: no such checkpoint: {args.src}', file=sys.stderr)
-        return 2
+        raise ToolError(f'no such checkpoint: {args.src}')
     try:
         ckpt = torch.load(args.src, map_location='cpu', weights_only=not args.unsafe_load)
     except Exception as e:  # noqa: BLE001
-        print(f'error: cannot load {args.src}: {type(e).__name__}: {e}\n'
-              '(a checkpoint that pickles more than tensors needs --unsafe-load, for a '
-              'file you trust)', file=sys.stderr)
-        return 2
+        raise ToolError(f'cannot load {args.src}: {type(e).__name__}: {e}\n(a checkpoint '
+                        'that pickles more than tensors needs --unsafe-load, for a file '
+                        'you trust)') from e
     try:
         state_dict, report = convert_official_lbc(ckpt, args.n, args.m, args.prefix)
     except ValueError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    torch.save(dict(state_dict=state_dict, meta=dict(converted_from=osp.basename(args.src),
-                                                     pattern=report['pattern'])),
-               args.dst)
-    with open(args.dst + '.json', 'w') as f:
-        json.dump(report, f, indent=2)
+        raise ToolError(str(e)) from e
+    meta = dict(converted_from=osp.basename(args.src), pattern=report['pattern'])
+    atomic_torch_save(dict(state_dict=state_dict, meta=meta), args.dst)
+    atomic_write(args.dst + '.json', json.dumps(report, indent=2))
     print(f'{len(report["sparse_layers"])} LBC layers ({report["pattern"]}), '
           f'{len(report["dropped"])} keys dropped -> {args.dst} (report: {args.dst}.json)')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -3,24 +3,18 @@
 What is measured (see ``docs/performance.md``):
 
 - ``step_ms``: median wall time of one training step (``model(..., mode='loss')``,
-  ``parse_losses``, ``backward``, ``SGD.step``, ``zero_grad``) of Faster R-CNN R50-FPN
-  built from the ``configs/demo/faster_rcnn_r50_fpn_{dense,lbc,srste,asp,bame}_2of4_demo``
-  configs, on one fixed synthetic batch. The models are stepped round-robin (dense, lbc,
-  ..., dense, lbc, ...) so background load hits every method alike; ``warmup`` rounds are
-  discarded. ``ratio`` is ``step_ms / step_ms(dense)``.
-- ``lbc_official``: the LBC model whose layers rebuild their mask from the candidate
-  matrix at every forward (``mask = (alive * scores != 0) @ table > 0``, the official LBC
-  code's style) instead of caching it until a removal: the baseline for LBC's cached mask.
+  ``parse_losses``, ``backward``, ``SGD.step``, ``zero_grad``) of the detector of a dense
+  config, made sparse by :func:`lbc_mmdet.sparsify` for each registered method (and each
+  registered benchmark variant) on its backbone, on one fixed synthetic batch. The models
+  are stepped round-robin so background load hits every method alike; ``warmup`` rounds
+  are discarded. ``ratio`` is ``step_ms / step_ms(dense)``.
 - ``saved_bytes``: bytes of the tensors autograd keeps for the backward during one step
-  (unique storages seen by ``torch.autograd.graph.saved_tensors_hooks``): the activation
-  memory between forward and backward, which is what a method adds to a CPU training
-  step's peak. ``torch`` has no CPU allocator statistics and ``tracemalloc`` does not see
-  tensor storage; the process' max RSS (``resource.getrusage``) is reported once for the
-  whole run, as it only ever grows.
+  (unique storages seen by ``torch.autograd.graph.saved_tensors_hooks``).
 - ``extra_state_bytes``: bytes of every sparse layer's own parameters/buffers
   (``nm_extra_state_names``) plus its non-persistent caches.
-- ``removal``: one LBC removal event over the whole backbone (``remove_to(k + 1)`` on every
-  layer plus the mask rebuild by ``nm_mask()``), median over ``removal_reps`` repetitions.
+- ``events``: the wall time of the schedule's mask-update events over the whole backbone
+  (one ``nm_update`` call on every layer that changes a mask), median over the events of
+  a short window.
 """
 import copy
 import datetime
@@ -31,55 +25,49 @@ import platform
 import resource
 import statistics
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO = osp.join(ROOT, 'configs', 'demo', 'faster_rcnn_r50_fpn_{}_demo.py')
-METHODS = ('dense', 'lbc', 'lbc_official', 'srste', 'asp', 'bame')
-#: Goals (ratio to dense) on the reference machine.
-GOALS = dict(lbc=1.05, srste=1.10, asp=1.10, bame=1.10)
-REMOVAL_GOAL_MS = 50.0
+from ..layers import DENSE, NMScheduleState, NMSparseMixin, get_method, method_names
+from ..sparsify import sparsify
+
+#: Goals (ratio to dense) on the reference machine, by method key (others: none).
+GOALS: Dict[str, float] = {}
+EVENT_GOAL_MS = 50.0
 
 
-def _official_lbc_class():
-    from ..layers.lbc import LBCConv2d, _LBCMaskedWeight
-    from ..nm import from_groups
-
-    class OfficialStyleLBCConv2d(LBCConv2d):
-        """LBC layer rebuilding its mask from the candidate matrix at every forward
-        (benchmark baseline only)."""
-
-        def _masked_weight(self):
-            sel = (self.scores.detach() * self.alive) != 0
-            groups = (sel.to(self._table.dtype) @ self._table) > 0
-            mask = from_groups(groups, self.weight.shape).to(self.weight.dtype)
-            if self.finished or not self.scores.requires_grad or not torch.is_grad_enabled():
-                return self.weight * mask
-            return _LBCMaskedWeight.apply(self.weight, self.scores, mask,
-                                          self.alive.to(self.scores.dtype), self._table,
-                                          self.nm_m)
-
-    return OfficialStyleLBCConv2d
+def benchmark_entries() -> List[str]:
+    """``dense``, every registered method and every registered variant."""
+    entries = [DENSE]
+    for name in method_names():
+        entries.append(name)
+        entries += sorted(get_method(name).variants)
+    return entries
 
 
-def build_model(method: str, depth: int = 50, seed: int = 0) -> torch.nn.Module:
-    """Faster R-CNN of the demo config of ``method`` (``lbc_official``: the LBC model
-    with :class:`OfficialStyleLBCConv2d` layers), in its training state: ASP pruned,
-    BAME's mask initialised with its designated blocks, LBC with every candidate
-    alive."""
+def _entry_method(entry: str) -> Tuple[str, Optional[str]]:
+    """``(method, variant)`` of a benchmark entry (``variant`` None for the method)."""
+    for name in method_names():
+        if entry == name:
+            return name, None
+        if entry in get_method(name).variants:
+            return name, entry
+    raise ValueError(f'unknown benchmark entry {entry!r}; known: {benchmark_entries()}')
+
+
+def build_model(entry: str, config: str, depth: int = 50, seed: int = 0,
+                n: int = 2, m: int = 4) -> torch.nn.Module:
+    """The detector of the dense ``config`` with its backbone made ``entry``'s ``n:m``
+    layers, in its training state at the start of a schedule window (``nm_update`` at
+    ``t = ti = 0``: a mask computed once is computed, a mask that evolves has its first
+    designation)."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     from mmdet.registry import MODELS
-
-    import lbc_mmdet  # noqa: F401  (registers the layers)
-    from ..layers import NMScheduleState, NMSparseMixin
     init_default_scope('mmdet')
-    name = 'dense' if method == 'dense' else (
-        'lbc_2of4' if method == 'lbc_official' else f'{method}_2of4')
-    cfg = Config.fromfile(DEMO.format(name))
+    cfg = Config.fromfile(config)
     if depth != 50:
         cfg.model.backbone.depth = depth
         if depth in (18, 34):
@@ -87,17 +75,20 @@ def build_model(method: str, depth: int = 50, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     model.train()
-    layers = [m for m in model.modules() if isinstance(m, NMSparseMixin)]
-    if method == 'lbc_official':
-        cls = _official_lbc_class()
+    if entry == DENSE:
+        return model
+    method, variant = _entry_method(entry)
+    sparsify(model, method, n, m, include=['backbone.*'])
+    layers = [mod for mod in model.modules() if isinstance(mod, NMSparseMixin)]
+    if variant is not None:
+        classes = get_method(method).variants[variant]
         for layer in layers:
-            layer.__class__ = cls
+            for kind, cls in classes.items():
+                if type(layer).__name__ == get_method(method).layers[kind].__name__:
+                    layer.__class__ = cls
     state = NMScheduleState(t=0.0, ti=0.0, tf=100.0, iteration=0)
     for layer in layers:
-        if method == 'asp':
-            layer.prune_now()
-        elif method == 'bame':
-            layer.nm_update(state)
+        layer.nm_update(state)
     return model
 
 
@@ -142,7 +133,6 @@ def saved_tensor_bytes(model, optimizer, data) -> int:
 
 def extra_state_bytes(model) -> int:
     """Bytes of the sparse layers' own parameters/buffers and non-persistent caches."""
-    from ..layers import NMSparseMixin
     total = 0
     for layer in model.modules():
         if not isinstance(layer, NMSparseMixin) or not layer.nm_eligible:
@@ -156,26 +146,35 @@ def extra_state_bytes(model) -> int:
     return total
 
 
-def time_removal(model, reps: int = 3) -> Dict[str, float]:
-    """One LBC removal event on every LBC layer of ``model.backbone`` (on copies)."""
-    from ..layers.lbc import LBCMixin
+def time_events(model, steps: int = 10, reps: int = 1) -> Dict[str, float]:
+    """Wall time of the mask-update events of a schedule window ``[0, steps]`` over the
+    backbone's sparse layers (on a copy): ``nm_update`` at ``t = 1 .. steps``
+    (``iteration = 100 t``), timing the calls that change a mask."""
     times = []
+    layers = 0
     for _ in range(reps):
         backbone = copy.deepcopy(model.backbone)
-        layers = [m for m in backbone.modules()
-                  if isinstance(m, LBCMixin) and m.nm_eligible]
-        for layer in layers:
-            layer.nm_mask()  # cache warm, as during training
-        t0 = time.perf_counter()
-        for layer in layers:
-            layer.remove_to(layer.num_removed + 1)
-            layer.nm_mask()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return dict(removal_ms=statistics.median(times), removal_all_ms=times,
-                layers=len(layers))
+        sparse = [mod for mod in backbone.modules()
+                  if isinstance(mod, NMSparseMixin) and mod.nm_eligible]
+        layers = len(sparse)
+        for layer in sparse:
+            layer.nm_mask()  # caches warm, as during training
+        for t in range(1, steps + 1):
+            state = NMScheduleState(t=float(t), ti=0.0, tf=float(steps), iteration=100 * t)
+            t0 = time.perf_counter()
+            changed = False
+            for layer in sparse:
+                changed |= bool(layer.nm_update(state))
+                layer.nm_mask()
+            dt = (time.perf_counter() - t0) * 1e3
+            if changed:
+                times.append(dt)
+    return dict(event_ms=statistics.median(times) if times else None,
+                event_all_ms=times, events=len(times), layers=layers)
 
 
-def run_training_benchmark(methods: Sequence[str] = METHODS,
+def run_training_benchmark(config: str,
+                           methods: Optional[Sequence[str]] = None,
                            warmup: int = 2,
                            iters: int = 5,
                            depth: int = 50,
@@ -184,17 +183,26 @@ def run_training_benchmark(methods: Sequence[str] = METHODS,
                            removal_reps: int = 3,
                            out: Optional[str] = None,
                            threads: Optional[int] = None,
+                           goals: Optional[Dict[str, float]] = None,
+                           event_goal_ms: Optional[float] = EVENT_GOAL_MS,
                            log=print) -> dict:
-    """Run the benchmark; write ``results.json`` and ``results.md`` under ``out``."""
+    """Run the benchmark on the detector of the dense ``config`` (entries:
+    :func:`benchmark_entries`, all by default); write ``results.json`` and
+    ``results.md`` under ``out``. ``goals`` maps entries to the step ratio they should
+    meet."""
     if threads:
         torch.set_num_threads(threads)
-    methods = list(methods)
-    if 'dense' not in methods:
-        methods.insert(0, 'dense')
+    goals = dict(goals or {})
+    methods = list(methods or benchmark_entries())
+    for entry in methods:
+        if entry != DENSE:
+            _entry_method(entry)
+    if DENSE not in methods:
+        methods.insert(0, DENSE)
     models, opts, batches, rows = {}, {}, {}, {}
     for method in methods:
         t0 = time.perf_counter()
-        model = build_model(method, depth=depth)
+        model = build_model(method, config, depth=depth)
         models[method] = model
         opts[method] = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9,
                                        weight_decay=1e-4)
@@ -221,13 +229,18 @@ def run_training_benchmark(methods: Sequence[str] = METHODS,
         row = rows[method]
         row.update(step_ms=med, step_all_ms=times[method], ratio=med / dense_ms,
                    saved_ratio=row['saved_bytes'] / max(dense_saved, 1),
-                   goal=GOALS.get(method))
+                   goal=goals.get(method))
         row['goal_met'] = None if row['goal'] is None else bool(row['ratio'] <= row['goal'])
-    removal = None
-    if 'lbc' in models:
-        removal = time_removal(models['lbc'], reps=removal_reps)
-        removal['goal_ms'] = REMOVAL_GOAL_MS
-        removal['goal_met'] = bool(removal['removal_ms'] <= REMOVAL_GOAL_MS)
+    events = {}
+    for method in methods:
+        if method == DENSE:
+            continue
+        ev = time_events(models[method], reps=removal_reps)
+        if ev['events']:
+            ev['goal_ms'] = event_goal_ms
+            ev['goal_met'] = (None if event_goal_ms is None else
+                              bool(ev['event_ms'] <= event_goal_ms))
+            events[method] = ev
     result = dict(
         date=datetime.datetime.now().isoformat(timespec='seconds'),
         machine=dict(platform=platform.platform(), processor=platform.processor(),
@@ -236,15 +249,13 @@ def run_training_benchmark(methods: Sequence[str] = METHODS,
         settings=dict(warmup=warmup, iters=iters, depth=depth, batch_size=batch_size,
                       img_size=img_size, removal_reps=removal_reps),
         methods=[rows[m] for m in methods],
-        removal=removal,
+        events=events,
         max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     result['markdown'] = to_markdown(result)
     if out:
-        os.makedirs(out, exist_ok=True)
-        with open(osp.join(out, 'results.json'), 'w') as f:
-            json.dump(result, f, indent=2)
-        with open(osp.join(out, 'results.md'), 'w') as f:
-            f.write(result['markdown'])
+        from ..engine.checkpoint import atomic_write
+        atomic_write(osp.join(out, 'results.json'), json.dumps(result, indent=2))
+        atomic_write(osp.join(out, 'results.md'), result['markdown'])
     return result
 
 
@@ -264,10 +275,10 @@ def to_markdown(result: dict) -> str:
         lines.append(f"| {r['method']} | {r['step_ms']:.0f} | {r['ratio']:.3f} | {goal} | "
                      f"{met} | {r['saved_bytes'] / 2**20:.1f} | {r['saved_ratio']:.3f} | "
                      f"{r['extra_state_bytes'] / 2**20:.2f} |")
-    rm = result.get('removal')
-    if rm:
-        lines += ['', f"LBC removal event over the backbone ({rm['layers']} layers, "
-                  f"remove_to + nm_mask): {rm['removal_ms']:.1f} ms (goal <= "
-                  f"{rm['goal_ms']:.0f} ms: {'met' if rm['goal_met'] else 'missed'})"]
+    for method, ev in (result.get('events') or {}).items():
+        goal = ('' if ev.get('goal_ms') is None else
+                f" (goal <= {ev['goal_ms']:.0f} ms: {'met' if ev['goal_met'] else 'missed'})")
+        lines += ['', f"{method}: mask-update event over the backbone ({ev['layers']} layers, "
+                  f"median of {ev['events']} events): {ev['event_ms']:.1f} ms{goal}"]
     lines += ['', f"process max RSS: {result['max_rss_mb']:.0f} MB", '']
     return '\n'.join(lines)

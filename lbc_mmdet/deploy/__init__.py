@@ -4,9 +4,8 @@
   (``export_sparse_state_dict``), plus a report;
 - :mod:`.verify`: check any checkpoint's weights for N:M (``verify_nm``);
 - :mod:`.lowering`: which layers run as 2:4 semi-structured GEMMs and how (1x1 convs on
-  channels-last activations, k x k convs through im2col).
-
-The 2:4 values + metadata packing is pure maths: :mod:`lbc_mmdet.nm.packing`.
+  channels-last activations, k x k convs through im2col);
+- :mod:`.packing`: 2:4 values + metadata compression in PyTorch's layout, and back.
 Command-line tools: ``tools/export.py``, ``tools/verify_nm.py``,
 ``tools/benchmark_latency.py`` (see ``docs/deployment.md``).
 """

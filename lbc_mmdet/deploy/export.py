@@ -1,8 +1,7 @@
 """Export a trained N:M sparse model to the state dict of its *dense* counterpart.
 
 Every eligible sparse layer's mask is folded into its weight (``effective_weight()``) and
-the method's own state (every name in the layer's ``nm_extra_state_names``: LBC's
-``scores``/``alive``, SR-STE/ASP masks, BAME buffers, ...) is dropped, so the keys are
+the method's own state (every name in the layer's ``nm_extra_state_names``) is dropped, so the keys are
 those of the stock mmdet model built without ``conv_cfg``/``NMSparsify``: the exported
 checkpoint loads into it with ``strict=True`` and computes exactly what the sparse model
 computes in eval mode.
@@ -10,6 +9,7 @@ computes in eval mode.
 Only the sparse-layer protocol (:mod:`lbc_mmdet.layers.base`) is used, so every method's
 layers export the same way.
 """
+import json
 import math
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Set, Tuple
@@ -17,9 +17,10 @@ from typing import Any, Dict, Iterable, List, Set, Tuple
 import torch
 import torch.nn as nn
 
-from ..layers.base import NMSparseMixin
+from ..errors import LBCError
+from ..layers import NMSparseMixin, sparse_layers
 from ..nm import count_nonzero_per_group, num_groups, to_groups
-from ..sparsify import sparse_layers
+from ..utils import replace_module, to_plain
 
 #: Format tag of the export report.
 REPORT_FORMAT = 'lbc_mmdet.export/v1'
@@ -27,7 +28,7 @@ REPORT_FORMAT = 'lbc_mmdet.export/v1'
 DENSE_LAYER_KEYS = ('weight', 'bias')
 
 
-class NMExportError(ValueError):
+class NMExportError(LBCError, ValueError):
     """The model cannot be exported; ``layers`` names the offending layers."""
 
     def __init__(self, message: str, layers: Iterable[str] = ()):
@@ -159,7 +160,7 @@ def export_sparse_state_dict(model: nn.Module,
                                       reason=f'ineligible for {_pattern(layer)}: '
                                       f'{layer.nm_skip_reason}'))
             continue
-        weight = _canonical_zeros(layer.effective_weight()).to(source[prefix + 'weight'])
+        weight = _canonical_zeros(layer.masked_weight()).to(source[prefix + 'weight'])
         state[prefix + 'weight'] = weight
         stats = group_stats(weight, layer.nm_n, layer.nm_m)
         entries.append(dict(name=name, key=prefix + 'weight', method=layer.nm_method,
@@ -243,9 +244,7 @@ def strip_sparse_layers(model: nn.Module) -> List[str]:
             if k not in drop and k not in layer._non_persistent_buffers_set)
         new._non_persistent_buffers_set = set()
         new._modules = layer._modules
-        parent_name, _, child = name.rpartition('.')
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, new)
+        replace_module(model, name, new)
         replaced.append(name)
     return replaced
 
@@ -259,25 +258,10 @@ def compare_keys(model: nn.Module,
 
 
 def plain(obj: Any) -> Any:
-    """``obj`` as data torch's safe unpickler and JSON both accept: str/int/float/bool/
-    None, lists and str-keyed dicts; tuples become lists, numpy scalars numbers, anything
-    else its ``str()``."""
-    if obj is None:
-        return None
-    for base in (bool, int, float, str):  # exact builtins, or subclasses (numpy.float64)
-        if isinstance(obj, base):
-            return base(obj)
-    item = getattr(obj, 'item', None)
-    if callable(item) and getattr(obj, 'shape', None) == ():
-        return plain(item())
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [plain(v) for v in obj]
-    tolist = getattr(obj, 'tolist', None)
-    if callable(tolist):
-        return plain(tolist())
-    return str(obj)
+    """``obj`` as data both torch's safe unpickler and JSON accept: str-keyed dicts,
+    lists (tuples too become lists), numbers, str, bool, None; anything else its
+    ``str()``."""
+    return json.loads(json.dumps(to_plain(obj, fallback=str), default=str))
 
 
 __all__ = [

@@ -34,7 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..nm.packing import count_2to4_violations, gemm_matrix
+from ..utils import replace_module
+from .packing import count_2to4_violations, gemm_matrix
 
 #: dtypes whose semi-structured kernels are 2:4 (fp32 CUTLASS kernels are 1:2 TF32, and
 #: cuSPARSELt has no fp32 kernel in PyTorch).
@@ -316,9 +317,7 @@ def lower_convs(model: nn.Module, plans: Sequence[GemmPlan]) -> List[str]:
         if not plan.accelerated or plan.kind == 'linear':
             continue
         conv = model.get_submodule(plan.name)
-        parent_name, _, child = plan.name.rpartition('.')
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoweredConv2d(conv, plan))
+        replace_module(model, plan.name, LoweredConv2d(conv, plan))
         lowered.append(plan.name)
     return lowered
 

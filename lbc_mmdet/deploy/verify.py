@@ -5,7 +5,7 @@ Any state dict can be checked (an exported one, a dense one, a training checkpoi
 ``weight.permute(0, 2, 3, 1).reshape(-1, M)`` for a 4-D conv weight, ``reshape(-1, M)``
 for a 2-D weight) and every group must hold at most N non-zeros. No mask stored next to a
 weight is applied: a training checkpoint of a sparse run holds the dense weights plus the
-method's state (LBC ``scores``/``alive``, ...), so it fails until it is exported
+method's state (its ``nm_extra_state_names``), so it fails until it is exported
 (``tools/export.py``) -- the result's ``hints`` say so when such state is found.
 
 A key is *eligible* when it ends in ``.weight``, holds a floating-point 4-D tensor whose
@@ -14,18 +14,17 @@ A key is *eligible* when it ends in ``.weight``, holds a floating-point 4-D tens
 patterns on the key (default: :data:`DEFAULT_INCLUDE`, the backbone convolutions); with
 ``all_layers=True`` every eligible weight is checked.
 """
-import fnmatch
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+from ..layers import all_state_names
 from ..nm import count_nonzero_per_group, to_groups
+from ..utils import matches
 
 #: Keys checked by default: the backbone's convolutions (4-D weights).
 DEFAULT_INCLUDE = ('backbone.*',)
-#: Suffixes of keys that hold a sparse method's training state (used for hints only).
-_TRAINING_STATE_SUFFIXES = ('.scores', '.alive', '.mask', '.nm_mask')
 
 
 @dataclass
@@ -124,10 +123,6 @@ def eligibility_error(key: str, value: Any, m: int) -> Optional[str]:
     return None
 
 
-def _matches(key: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
-
-
 @torch.no_grad()
 def check_weight(key: str, weight: torch.Tensor, n: int, m: int) -> LayerCheck:
     """N:M check of one weight under the standard grouping."""
@@ -168,7 +163,7 @@ def verify_nm(state_dict: Dict[str, Any],
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor) or not key.endswith('.weight'):
             continue
-        if not _matches(key, patterns):
+        if not matches(key, patterns):
             continue
         why = eligibility_error(key, value, m)
         if why is not None:
@@ -176,7 +171,8 @@ def verify_nm(state_dict: Dict[str, Any],
                 result.skipped.append(dict(key=key, shape=list(value.shape), reason=why))
             continue
         result.checked.append(check_weight(key, value, n, m))
-    training_state = [k for k in state_dict if k.endswith(_TRAINING_STATE_SUFFIXES)]
+    suffixes = tuple('.' + name for name in all_state_names())
+    training_state = [k for k in state_dict if suffixes and k.endswith(suffixes)]
     if training_state and not result.ok:
         result.hints.append(
             f'the checkpoint holds sparse-training state ({len(training_state)} keys, e.g. '

@@ -1,18 +1,20 @@
-"""Engine pieces: safe checkpoints, dataset checks, config paths.
-
-Importing this package installs the safe-checkpoint patches
-(:mod:`lbc_mmdet.engine.checkpoint`).
-"""
-from . import checkpoint  # noqa: F401  (installs the patches on import)
-from .checkpoint import CorruptCheckpointError, UnsafeCheckpointError, allow_unsafe_load
+"""MMEngine glue: hooks, safe and atomic checkpoints, config and dataset checks, CPU
+distributed training. Importing it changes nothing in MMEngine; see
+:func:`install_safe_checkpoints`."""
+from .checkpoint import (CorruptCheckpointError, UnsafeCheckpointError, allow_unsafe_load,
+                         atomic_torch_save, atomic_write, install_safe_checkpoints,
+                         uninstall_safe_checkpoints)
 from .config_path import resolve_config_path
 from .cpu_dist import CPUDistributedDataParallel, setup_cpu_distributed
 from .data_check import DatasetNotFoundError, check_dataset_paths
+from .hooks import NMSparsityHook, RNGStateHook, SafeCheckpointHook, TrainFlopsHook
 from .validate import SparsityConfigError, validate_sparsity_cfg
 
 __all__ = [
-    'UnsafeCheckpointError', 'allow_unsafe_load', 'DatasetNotFoundError',
-    'check_dataset_paths', 'resolve_config_path', 'CorruptCheckpointError',
-    'SparsityConfigError', 'validate_sparsity_cfg', 'CPUDistributedDataParallel',
-    'setup_cpu_distributed'
+    'CorruptCheckpointError', 'UnsafeCheckpointError', 'allow_unsafe_load',
+    'atomic_torch_save', 'atomic_write', 'install_safe_checkpoints',
+    'uninstall_safe_checkpoints', 'resolve_config_path', 'CPUDistributedDataParallel',
+    'setup_cpu_distributed', 'DatasetNotFoundError', 'check_dataset_paths',
+    'NMSparsityHook', 'RNGStateHook', 'SafeCheckpointHook', 'TrainFlopsHook',
+    'SparsityConfigError', 'validate_sparsity_cfg'
 ]

@@ -5,6 +5,12 @@ import os.path as osp
 
 from mmengine.config import Config
 
+from ..errors import LBCError
+
+
+class ConfigNotFoundError(LBCError, FileNotFoundError):
+    """A config path that names no file."""
+
 
 def resolve_config_path(path: str) -> str:
     """Returns the file behind a config path.
@@ -24,14 +30,14 @@ def resolve_config_path(path: str) -> str:
     """
     if '::' not in path:
         if not osp.isfile(path):
-            raise FileNotFoundError(f'config file not found: {path}')
+            raise ConfigNotFoundError(f'config file not found: {path}')
         return path
     try:
         resolved, _ = Config._get_cfg_path(path, '')
     except (ValueError, KeyError, ModuleNotFoundError) as err:
-        raise FileNotFoundError(f'cannot resolve config {path}: {err}') \
+        raise ConfigNotFoundError(f'cannot resolve config {path}: {err}') \
             from err
     if not resolved or not osp.isfile(resolved):
-        raise FileNotFoundError(f'config {path} not found (looked at '
+        raise ConfigNotFoundError(f'config {path} not found (looked at '
                                 f'{resolved})')
     return resolved

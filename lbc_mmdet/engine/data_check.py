@@ -9,6 +9,8 @@ import os
 import os.path as osp
 from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from ..errors import LBCError
+
 #: Which dataloaders / evaluators each phase needs.
 PHASES = {
     'train': (('train_dataloader', 'train_cfg'), ('val_dataloader', 'val_cfg'),
@@ -18,7 +20,7 @@ PHASES = {
 }
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(LBCError, FileNotFoundError):
     """A dataset file or folder named by the config does not exist."""
 
 

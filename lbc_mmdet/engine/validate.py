@@ -6,8 +6,8 @@ dir and the log files *before* it builds the model, so an error raised by a laye
 constructor would leave an empty run behind. This walk is light (no model is built):
 
 - every ``conv_cfg`` dict: its ``type`` must be registered (mmengine would raise a
-  ``KeyError`` only at build time); a sparse layer's (``LBCConv2d``, ``SRSTEConv2d``, ...)
-  ``n``/``m`` and method options are validated as the layer itself would;
+  ``KeyError`` only at build time); a registered N:M layer's ``n``/``m`` and method
+  options are validated as the layer itself would;
 - every ``type='NMSparsify'`` dict: its ``layer.method``, ``n``/``m`` and options;
 - every ``type='NMSparsityHook'`` entry of ``custom_hooks``: ``ti``/``tf``.
 
@@ -17,14 +17,14 @@ config path of the offending field, e.g. ``model.backbone.conv_cfg.n``.
 import inspect
 from typing import Any, Dict, List, Tuple
 
+from ..errors import LBCError, PatternError
+from ..layers import layer_class, sparse_layer_types
+from ..nm import validate_pattern
+from ..sparsify import layer_options
 
-class SparsityConfigError(ValueError):
+
+class SparsityConfigError(LBCError, ValueError):
     """An N:M sparsity setting of a config is invalid (the message names the field)."""
-
-
-def _sparse_classes() -> Dict[str, type]:
-    from ..layers import SPARSE_LAYERS
-    return {cls.__name__: cls for kinds in SPARSE_LAYERS.values() for cls in kinds.values()}
 
 
 def _registered(type_name: str) -> bool:
@@ -42,17 +42,13 @@ def _registered(type_name: str) -> bool:
 
 def _check_layer(cls: type, opts: Dict[str, Any], where: str) -> None:
     """Validate ``n``/``m`` and ``cls``'s method options, as its constructor would."""
-    from ..nm import validate_pattern
     opts = dict(opts)
     opts.pop('type', None)
     n, m = opts.pop('n', 2), opts.pop('m', 4)
     try:
         validate_pattern(n, m)
-    except ValueError as err:
-        field = 'n' if '`n`' in str(err).split(':', 1)[-1][:40] else 'm'
-        if 'comb(' in str(err):
-            field = 'n/m'
-        raise SparsityConfigError(f'{where}.{field}: {err}') from None
+    except PatternError as err:
+        raise SparsityConfigError(f'{where}.{err.field}: {err}') from None
     method_opts = cls._nm_split_kwargs(opts)
     try:
         cls._nm_configure(_Scratch(), **method_opts)
@@ -93,10 +89,8 @@ def validate_sparsity_cfg(cfg) -> int:
     Returns:
         int: The number of sparsity settings checked.
     """
-    import lbc_mmdet  # noqa: F401  (registers the sparse layers)
-    from ..sparsify import sparse_layer_class
     data = cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg)
-    sparse = _sparse_classes()
+    sparse = sparse_layer_types()
     nodes: List[Tuple[str, dict]] = []
     _walk(data, '', nodes)
     checked = 0
@@ -118,11 +112,10 @@ def validate_sparsity_cfg(cfg) -> int:
                     f'N:M sparse layers: {sorted(sparse)}')
         type_name = node.get('type')
         if type_name == 'NMSparsify':
-            layer = dict(node.get('layer') or dict(method='lbc', n=2, m=4))
-            method = layer.pop('method', layer.pop('type', 'lbc'))
+            method, layer = layer_options(node.get('layer'))
             where = f'{path}.layer' if path else 'layer'
             try:
-                cls = sparse_layer_class(method, 'Conv2d')
+                cls = layer_class(method, 'Conv2d')
             except ValueError as err:
                 raise SparsityConfigError(f'{where}.method: {err}') from None
             _check_layer(cls, layer, where)

@@ -1,23 +1,26 @@
-"""N:M sparse layers: one module per method, all sharing :mod:`.base`."""
-from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear, NMSparseMixin
-from .lbc import LBCConv2d, LBCLinear
-from .srste import SRSTEConv2d, SRSTELinear
-from .asp import ASPConv2d, ASPLinear
-from .bame import BAMEConv2d, BAMELinear
+"""N:M sparse layers: the shared protocol (:mod:`.base`), the method registry
+(:mod:`.registry`) and one module per method, each registering itself on import.
 
-#: method name -> {dense module type: sparse layer class}. A new method registers here.
-SPARSE_LAYERS = {
-    'lbc': {'Conv2d': LBCConv2d, 'Linear': LBCLinear},
-    'srste': {'Conv2d': SRSTEConv2d, 'Linear': SRSTELinear},
-    'asp': {'Conv2d': ASPConv2d, 'Linear': ASPLinear},
-    'bame': {'Conv2d': BAMEConv2d, 'Linear': BAMELinear},
-}
+Every module of this package is imported here (discovered, not listed), so a new method
+is one new file; methods defined elsewhere register when their module is imported
+(``custom_imports``).
+"""
+import importlib
+import pkgutil
+
+from .base import (DENSE_DENSITIES, NMScheduleState, NMSparseConv2d, NMSparseLinear,
+                   NMSparseMixin, sparse_layers)
+from .registry import (DENSE, NMMethod, all_state_names, display_name, get_method,
+                       layer_class, method_names, plot_style, register_nm_layer,
+                       register_variant, sparse_layer_types, unregister_method)
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+    if _info.name not in ('base', 'registry'):
+        importlib.import_module(f'{__name__}.{_info.name}')
 
 __all__ = [
-    'SPARSE_LAYERS', 
-    'NMScheduleState', 'NMSparseMixin', 'NMSparseConv2d', 'NMSparseLinear',
-    'LBCConv2d', 'LBCLinear',
-    'SRSTEConv2d', 'SRSTELinear',
-    'ASPConv2d', 'ASPLinear',
-    'BAMEConv2d', 'BAMELinear'
+    'DENSE_DENSITIES', 'NMScheduleState', 'NMSparseConv2d', 'NMSparseLinear',
+    'NMSparseMixin', 'sparse_layers', 'DENSE', 'NMMethod', 'all_state_names',
+    'display_name', 'get_method', 'layer_class', 'method_names', 'plot_style',
+    'register_nm_layer', 'register_variant', 'sparse_layer_types', 'unregister_method'
 ]

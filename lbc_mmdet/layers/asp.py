@@ -27,15 +27,17 @@ from typing import Dict, Tuple
 
 import torch
 
-from mmdet.registry import MODELS
-
+from ..errors import CheckpointMismatchError
 from ..nm import from_groups, to_groups, topn_magnitude_mask
-from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear
+from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear, NMSparseMixin
+from .registry import register_nm_layer
 
 
-class ASPMixin:
+class ASPMixin(NMSparseMixin):
     """The ASP method; combine with :class:`NMSparseConv2d` / :class:`NMSparseLinear`."""
     nm_method = 'asp'
+    nm_display_name = 'ASP'
+    nm_plot_style = ('^', 'tab:green')
     nm_extra_state_names: Tuple[str, ...] = ('mask', 'pruned')
 
     def _nm_init_state(self) -> None:
@@ -50,14 +52,9 @@ class ASPMixin:
         """True once the mask has been computed (ineligible layers: never)."""
         return bool(self.nm_eligible and self.pruned)
 
-    def nm_mask(self) -> torch.Tensor:
-        if not self.nm_eligible:
-            return torch.ones_like(self.weight)
-        return self.mask.to(self.weight.dtype)
-
-    def _masked_weight(self) -> torch.Tensor:
+    def _nm_mask(self) -> torch.Tensor:
         # all ones before pruning: dense forward and gradient
-        return self.weight * self.nm_mask()
+        return self.mask.to(self.weight.dtype)
 
     # ----------------------------------------------------------------- pruning
     @torch.no_grad()
@@ -78,9 +75,7 @@ class ASPMixin:
         return True
 
     @torch.no_grad()
-    def nm_update(self, state: NMScheduleState) -> bool:
-        if not self.nm_eligible:
-            return False
+    def _nm_update(self, state: NMScheduleState) -> bool:
         if bool(self.pruned):
             # keep the pruned weights exactly zero whatever the optimizer did
             self.weight.mul_(self.mask)
@@ -90,51 +85,32 @@ class ASPMixin:
         return False
 
     # ----------------------------------------------------------------- protocol
-    def nm_train_densities(self) -> Dict[str, float]:
-        if not self.is_pruned:
-            return super().nm_train_densities()  # type: ignore[misc]
-        # after pruning the weight gradient is masked too (pruned weights get zero)
-        d = self.nm_n / self.nm_m
+    def _nm_densities(self) -> Dict[str, float]:
+        # dense before pruning; after it the weight gradient is masked too
+        d = self.nm_n / self.nm_m if self.is_pruned else 1.0
         return dict(forward=d, input_grad=d, weight_grad=d)
 
-    @torch.no_grad()
-    def nm_stats(self) -> Dict[str, float]:
-        stats = super().nm_stats()  # type: ignore[misc]
-        if self.nm_eligible:
-            stats['pruned'] = float(bool(self.pruned))
-        return stats
+    def _nm_stats(self) -> Dict[str, float]:
+        return dict(pruned=float(bool(self.pruned)))
 
-    # ----------------------------------------------------------------- loading
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        if self.nm_eligible:
-            for name in ('mask', 'pruned'):
-                saved = state_dict.get(prefix + name)
-                own = getattr(self, name)
-                if saved is not None and tuple(saved.shape) != tuple(own.shape):
-                    raise RuntimeError(
-                        f'{prefix}{name}: the checkpoint holds shape '
-                        f'{tuple(saved.shape)} but this {self.nm_n}:{self.nm_m} ASP layer '
-                        f'has {tuple(own.shape)}: the checkpoint was trained with another '
-                        'model.')
-            saved_mask = state_dict.get(prefix + 'mask')
-            saved_pruned = state_dict.get(prefix + 'pruned')
-            if (saved_mask is not None and saved_pruned is not None
-                    and bool(saved_pruned)):
-                counts = to_groups(saved_mask.to(torch.int32), self.nm_m).sum(dim=1)
-                if not bool((counts == self.nm_n).all()):
-                    raise RuntimeError(
-                        f'{prefix}mask: the checkpoint\'s mask does not keep exactly '
-                        f'{self.nm_n} of every {self.nm_m} weights: it was pruned with '
-                        'another N:M pattern.')
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore
+    def _nm_check_loaded(self, state_dict: dict, prefix: str) -> None:
+        saved_mask = state_dict.get(prefix + 'mask')
+        saved_pruned = state_dict.get(prefix + 'pruned')
+        if saved_mask is not None and saved_pruned is not None and bool(saved_pruned):
+            counts = to_groups(saved_mask.to(torch.int32), self.nm_m).sum(dim=1)
+            if not bool((counts == self.nm_n).all()):
+                raise CheckpointMismatchError(
+                    f'{prefix}mask: the checkpoint\'s mask does not keep exactly '
+                    f'{self.nm_n} of every {self.nm_m} weights: it was pruned with '
+                    'another N:M pattern.')
 
 
-@MODELS.register_module()
+@register_nm_layer
 class ASPConv2d(ASPMixin, NMSparseConv2d):
     """N:M sparse ``nn.Conv2d`` pruned once by magnitude (NVIDIA ASP). Use as
     ``conv_cfg=dict(type='ASPConv2d', n=2, m=4)``."""
 
 
-@MODELS.register_module()
+@register_nm_layer
 class ASPLinear(ASPMixin, NMSparseLinear):
     """N:M sparse ``nn.Linear`` pruned once by magnitude (NVIDIA ASP)."""

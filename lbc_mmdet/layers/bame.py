@@ -1,8 +1,8 @@
 """BAME: Block-Aware Mask Evolution for efficient N:M sparse training (ICML 2025).
 
 **This is a reconstruction, not the authors' code.** The paper is known here only through
-its abstract (``bame-block-aware-mask-evolution-abstract.txt``) and public summaries; its
-code is not available. The reconstruction follows the project's spec (``bame-spec.md``).
+its abstract and public summaries; its code is not available. The reconstruction follows
+the project's specification, ``docs/bame_spec.md``.
 
 Confirmed by the abstract / summaries:
 
@@ -68,12 +68,11 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.distributed as dist
 
-from mmdet.registry import MODELS
-
-from ..nm import from_groups, to_groups, topn_magnitude_mask
-from ..nm.evolution import (CRITERIA, MAX_CODE_BITS, evolve_blocks, mask_code,
-                            num_designated, oscillation_frequency)
-from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear
+from ..errors import CheckpointMismatchError
+from ..nm import (CRITERIA, MAX_CODE_BITS, evolve_blocks, from_groups, mask_code,
+                  num_designated, oscillation_frequency, to_groups, topn_magnitude_mask)
+from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear, NMSparseMixin
+from .registry import register_nm_layer
 
 
 class _BAMEMaskedWeight(torch.autograd.Function):
@@ -99,16 +98,15 @@ def _number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
-class BAMEMixin:
+class BAMEMixin(NMSparseMixin):
     """The BAME method; combine with :class:`NMSparseConv2d` / :class:`NMSparseLinear`."""
     nm_method = 'bame'
+    nm_display_name = 'BAME'
+    nm_plot_style = ('D', 'tab:purple')
     nm_extra_state_names: Tuple[str, ...] = ('mask', 'designated', 'frozen', 'code',
                                              'prev_code', 'n_obs', 'osc_count',
                                              'gain_est', 'grad_acc', 'last_update',
                                              'initialized')
-    #: buffers shaped by the layer and its pattern, checked on load
-    _shaped_buffers = ('mask', 'designated', 'frozen', 'code', 'prev_code', 'n_obs',
-                       'osc_count', 'gain_est', 'grad_acc')
 
     def _nm_configure(self,
                       interval: int = 100,
@@ -217,9 +215,7 @@ class BAMEMixin:
         """Cumulative oscillation frequency of every block, ``[G]``."""
         return oscillation_frequency(self.osc_count, self.n_obs)
 
-    def nm_mask(self) -> torch.Tensor:
-        if not self.nm_eligible:
-            return torch.ones_like(self.weight)
+    def _nm_mask(self) -> torch.Tensor:
         self._refresh()
         return self._wmask
 
@@ -231,7 +227,7 @@ class BAMEMixin:
         self._refresh()
         return self._wsupport
 
-    def _masked_weight(self) -> torch.Tensor:
+    def _nm_forward_weight(self) -> torch.Tensor:
         self._refresh()
         mask = self._wmask.to(self.weight.dtype)
         if (not self._any_designated or not self.weight.requires_grad
@@ -296,12 +292,10 @@ class BAMEMixin:
         return changed
 
     @torch.no_grad()
-    def nm_update(self, state: NMScheduleState) -> bool:
+    def _nm_update(self, state: NMScheduleState) -> bool:
         """Called after every training iteration. Adapts the masks every ``interval``
         iterations inside ``[ti, tf)`` (and designates the first blocks at the first call
         inside the window); clears the designation from ``tf`` on."""
-        if not self.nm_eligible:
-            return False
         changed = False
         initialized, last = self._host_state()
         if not initialized:
@@ -329,52 +323,34 @@ class BAMEMixin:
         self._refresh()
         return self._num_designated / max(self.nm_num_groups, 1)
 
-    @torch.no_grad()
-    def nm_train_densities(self) -> Dict[str, float]:
-        if not self.nm_eligible:
-            return super().nm_train_densities()  # type: ignore[misc]
+    def _nm_densities(self) -> Dict[str, float]:
         d = self.nm_n / self.nm_m
         a = self.designated_fraction()
         return dict(forward=d, input_grad=d, weight_grad=d + (1.0 - d) * a)
 
-    @torch.no_grad()
-    def nm_stats(self) -> Dict[str, float]:
-        stats = super().nm_stats()  # type: ignore[misc]
-        if self.nm_eligible:
-            stats['designated_frac'] = self.designated_fraction()
-            stats['frozen_frac'] = float(self.frozen.float().mean())
-            stats['osc_mean'] = float(self.osc.mean())
-        return stats
+    def _nm_stats(self) -> Dict[str, float]:
+        return dict(designated_frac=self.designated_fraction(),
+                    frozen_frac=float(self.frozen.float().mean()),
+                    osc_mean=float(self.osc.mean()))
 
     # ----------------------------------------------------------------- loading
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        if self.nm_eligible:
-            for name in self._shaped_buffers:
-                saved = state_dict.get(prefix + name)
-                own = getattr(self, name)
-                if saved is not None and tuple(saved.shape) != tuple(own.shape):
-                    raise RuntimeError(
-                        f'{prefix}{name}: the checkpoint holds shape '
-                        f'{tuple(saved.shape)} but this {self.nm_n}:{self.nm_m} BAME '
-                        f'layer has {tuple(own.shape)}: the checkpoint was trained with '
-                        'another N:M pattern or model.')
-            saved_mask: Optional[torch.Tensor] = state_dict.get(prefix + 'mask')
-            if saved_mask is not None:
-                counts = saved_mask.to(torch.int64).sum(dim=1)
-                if not bool((counts == self.nm_n).all()):
-                    raise RuntimeError(
-                        f'{prefix}mask: the checkpoint\'s mask does not keep exactly '
-                        f'{self.nm_n} of every {self.nm_m} weights: it was trained with '
-                        'another N:M pattern.')
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore
+    def _nm_check_loaded(self, state_dict: dict, prefix: str) -> None:
+        saved_mask: Optional[torch.Tensor] = state_dict.get(prefix + 'mask')
+        if saved_mask is not None:
+            counts = saved_mask.to(torch.int64).sum(dim=1)
+            if not bool((counts == self.nm_n).all()):
+                raise CheckpointMismatchError(
+                    f'{prefix}mask: the checkpoint\'s mask does not keep exactly '
+                    f'{self.nm_n} of every {self.nm_m} weights: it was trained with '
+                    'another N:M pattern.')
 
 
-@MODELS.register_module()
+@register_nm_layer
 class BAMEConv2d(BAMEMixin, NMSparseConv2d):
     """N:M sparse ``nn.Conv2d`` trained with BAME (reconstruction). Use as
     ``conv_cfg=dict(type='BAMEConv2d', n=2, m=4, interval=100)``."""
 
 
-@MODELS.register_module()
+@register_nm_layer
 class BAMELinear(BAMEMixin, NMSparseLinear):
     """N:M sparse ``nn.Linear`` trained with BAME (reconstruction)."""

@@ -1,31 +1,26 @@
 """What every N:M sparse layer shares, whatever its method.
 
-A sparse layer *is* an ``nn.Conv2d`` / ``nn.Linear`` (as detectron2's ``Conv2d`` wrapper and
-timm's ``StdConv2d``): it keeps the ``weight``/``bias`` names, so pretrained, resumed and
-exported checkpoints keep their keys, and it swaps the weight for ``weight * mask`` in
-``forward``. Each method (``lbc.py``, ``srste.py``, ``asp.py``, ``bame.py``) is a mixin
-that defines how the mask is made and how it evolves.
-
-The protocol the hook and the tools rely on:
-
-- ``nm_n``, ``nm_m``, ``nm_method``, ``nm_eligible`` and ``nm_skip_reason``;
-- ``nm_mask()``: the current mask, shaped like ``weight``;
-- ``effective_weight()``: ``weight * mask`` (what the layer computes with);
-- ``nm_update(state)``: called after every training iteration by ``NMSparsityHook``;
-- ``nm_stats()``: plain numbers for the logs;
-- ``nm_train_densities()``: the fraction of dense multiply-adds each pass costs now;
-- ``nm_extra_state_names``: names of the method's own parameters/buffers, dropped on
-  export.
+A sparse layer *is* an ``nn.Conv2d`` / ``nn.Linear`` (as detectron2's ``Conv2d`` wrapper
+and timm's ``StdConv2d``): it keeps the ``weight``/``bias`` names, so pretrained, resumed
+and exported checkpoints keep their keys, and its forward computes with
+:meth:`NMSparseMixin.forward_weight`. A method is a mixin that implements the ``_nm_*``
+hooks below; the public protocol (what the hooks, tools and accounting call) lives here
+once, with the eligibility guard, the state-shape check on load and the recognition of a
+dense checkpoint. See ``docs/adding_a_method.md``.
 """
 import inspect
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import CheckpointMismatchError
 from ..nm import group_size_error, num_groups, to_groups, validate_pattern
+
+#: Per-pass densities of a dense layer (see :meth:`NMSparseMixin.nm_train_densities`).
+DENSE_DENSITIES: Dict[str, float] = dict(forward=1.0, input_grad=1.0, weight_grad=1.0)
 
 
 @dataclass(frozen=True)
@@ -48,11 +43,17 @@ class NMScheduleState:
 class NMSparseMixin:
     """State and protocol shared by the sparse layers of every method.
 
-    Subclasses set ``nm_method`` and implement :meth:`_nm_init_state`,
-    :meth:`_masked_weight` (the differentiable ``weight * mask`` of the forward),
-    :meth:`nm_mask` and :meth:`nm_update`.
+    A method's mixin sets ``nm_method`` (its registry key), ``nm_display_name``,
+    ``nm_plot_style`` and ``nm_extra_state_names`` (its own parameters and buffers: they
+    travel in checkpoints, are shape-checked on load and dropped on export) and
+    implements ``_nm_init_state``, ``_nm_mask`` and, where it differs from the defaults,
+    ``_nm_configure``, ``_nm_forward_weight``, ``_nm_update``, ``_nm_densities``,
+    ``_nm_stats``, ``_nm_check_loaded`` and ``nm_warnings``. The ``_nm_*`` hooks are
+    only called on eligible layers.
     """
-    nm_method: str = 'dense'
+    nm_method: str = ''
+    nm_display_name: str = ''
+    nm_plot_style: Tuple[str, str] = ('x', 'gray')
     nm_extra_state_names: Tuple[str, ...] = ()
 
     weight: nn.Parameter
@@ -65,16 +66,53 @@ class NMSparseMixin:
         self.nm_skip_reason: Optional[str] = group_size_error(
             tuple(self.weight.shape), m)
         self.nm_eligible = self.nm_skip_reason is None
+        #: True after a checkpoint without this method's state (a dense one) was loaded
+        self.nm_init_from_dense = False
         if self.nm_eligible:
             self._nm_init_state()
 
-    # ----------------------------------------------------------------- protocol
+    # ------------------------------------------------------------ method hooks
+    def _nm_configure(self) -> None:
+        """Validate and store the method's own options (its keyword arguments)."""
+
+    def _nm_init_state(self) -> None:
+        """Create the method's parameters and buffers."""
+
+    def _nm_mask(self) -> torch.Tensor:
+        """The current mask, shaped like ``weight``."""
+        raise NotImplementedError
+
+    def _nm_forward_weight(self) -> torch.Tensor:
+        """The differentiable weight of the forward pass (``weight * mask``)."""
+        return self.weight * self._nm_mask().to(self.weight.dtype)
+
+    def _nm_update(self, state: NMScheduleState) -> bool:
+        """Advance the method's schedule; True when the mask changed."""
+        return False
+
+    def _nm_densities(self) -> Dict[str, float]:
+        """Per-pass densities now (see :meth:`nm_train_densities`); default: every pass
+        follows the mask."""
+        d = float(self._nm_mask().float().mean())
+        return dict(forward=d, input_grad=d, weight_grad=d)
+
+    def _nm_stats(self) -> Dict[str, float]:
+        """The method's own statistics (plain numbers), logged as their mean over the
+        layers."""
+        return {}
+
+    def _nm_check_loaded(self, state_dict: dict, prefix: str) -> None:
+        """Validate the method's state in a checkpoint beyond shapes (raise
+        :class:`~lbc_mmdet.errors.CheckpointMismatchError`)."""
+
+    def nm_warnings(self) -> List[str]:
+        """Short notes on this layer the hook lists once at the start of training."""
+        return []
+
+    # ------------------------------------------------------------ protocol
     @property
     def nm_num_groups(self) -> int:
         return num_groups(self.weight.shape, self.nm_m)
-
-    def _nm_configure(self) -> None:
-        """Store the method's own options (its keyword arguments, validated)."""
 
     @classmethod
     def _nm_split_kwargs(cls, kwargs: dict) -> dict:
@@ -83,39 +121,38 @@ class NMSparseMixin:
         names = inspect.signature(cls._nm_configure).parameters
         return {k: kwargs.pop(k) for k in list(kwargs) if k in names and k != 'self'}
 
-    def _nm_init_state(self) -> None:
-        """Create the method's parameters and buffers (eligible layers only)."""
-
     def nm_mask(self) -> torch.Tensor:
         """The current mask, shaped like ``weight`` (ones for ineligible layers)."""
-        return torch.ones_like(self.weight)
+        if not self.nm_eligible:
+            return torch.ones_like(self.weight)
+        return self._nm_mask()
+
+    def forward_weight(self) -> torch.Tensor:
+        """The weight the forward computes with, differentiable (``weight`` itself for an
+        ineligible layer)."""
+        return self._nm_forward_weight() if self.nm_eligible else self.weight
+
+    @torch.no_grad()
+    def masked_weight(self) -> torch.Tensor:
+        """``weight * mask``, detached: what the layer computes with (what export folds
+        in)."""
+        return self.weight * self.nm_mask().to(self.weight.dtype)
 
     def nm_update(self, state: NMScheduleState) -> bool:
-        """Advance the method's schedule; return True when the mask changed."""
-        return False
+        """Advance the method's schedule (``NMSparsityHook`` calls it after every training
+        iteration); True when the mask changed."""
+        return bool(self._nm_update(state)) if self.nm_eligible else False
 
+    @torch.no_grad()
     def nm_train_densities(self) -> Dict[str, float]:
         """Fractions of the dense layer's multiply-adds each pass of a training step
         costs now: ``forward`` (``x * W``), ``input_grad`` (``dY * W``) and
         ``weight_grad`` (``dY * x`` restricted to the weights that get a gradient).
-        Used for the "FLOPs (Train)" accounting. Dense by default."""
-        return dict(forward=1.0, input_grad=1.0, weight_grad=1.0)
-
-    def _masked_weight(self) -> torch.Tensor:
-        """The weight used by the forward pass (differentiable)."""
-        return self.weight
-
-    def sparse_weight(self) -> torch.Tensor:
-        """The weight the forward uses: dense for ineligible layers."""
-        return self._masked_weight() if self.nm_eligible else self.weight
-
-    @torch.no_grad()
-    def effective_weight(self) -> torch.Tensor:
-        """``weight * mask``, detached: what the layer computes with."""
-        return self.weight * self.nm_mask().to(self.weight.dtype)
+        Dense for ineligible layers."""
+        return self._nm_densities() if self.nm_eligible else dict(DENSE_DENSITIES)
 
     def nm_is_exact(self) -> bool:
-        """True iff every group of the effective weight's mask keeps exactly N."""
+        """True iff every group of the mask keeps exactly N weights."""
         if not self.nm_eligible:
             return False
         counts = to_groups(self.nm_mask(), self.nm_m).sum(dim=1)
@@ -127,9 +164,20 @@ class NMSparseMixin:
         if not self.nm_eligible:
             return dict(eligible=0.0)
         mask = self.nm_mask()
-        return dict(eligible=1.0, numel=float(mask.numel()),
-                    nonzero=float(mask.count_nonzero()),
-                    exact=float(self.nm_is_exact()))
+        stats = dict(eligible=1.0, numel=float(mask.numel()),
+                     nonzero=float(mask.count_nonzero()), exact=float(self.nm_is_exact()))
+        stats.update(self._nm_stats())
+        return stats
+
+    def nm_state_tensors(self) -> Dict[str, torch.Tensor]:
+        """The method's own parameters and buffers that travel in checkpoints."""
+        out = {}
+        for name in self.nm_extra_state_names:
+            value = self._parameters.get(name, self._buffers.get(name))
+            if isinstance(value, torch.Tensor) and name not in getattr(
+                    self, '_non_persistent_buffers_set', ()):
+                out[name] = value
+        return out
 
     def extra_repr(self) -> str:  # type: ignore[override]
         base = super().extra_repr()  # type: ignore[misc]
@@ -137,12 +185,39 @@ class NMSparseMixin:
                  f'dense ({self.nm_skip_reason})')
         return f'{base}, nm={self.nm_method} {state}'
 
-    # ----------------------------------------------------------------- creation
+    # ------------------------------------------------------------ loading
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
+        own = self.nm_state_tensors() if self.nm_eligible else {}
+        present = [k for k in own if prefix + k in state_dict]
+        for name in present:
+            saved, mine = state_dict[prefix + name], own[name]
+            if isinstance(saved, torch.Tensor) and tuple(saved.shape) != tuple(mine.shape):
+                raise CheckpointMismatchError(
+                    f'{prefix}{name}: the checkpoint holds shape {tuple(saved.shape)} but '
+                    f'this {self.nm_n}:{self.nm_m} {self.nm_display_name or self.nm_method}'
+                    f' layer has {tuple(mine.shape)}: the checkpoint was trained with '
+                    'another N:M pattern or model.')
+        if present:
+            self._nm_check_loaded(state_dict, prefix)
+        n_missing = len(missing_keys)
+        super()._load_from_state_dict(  # type: ignore[misc]
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+            error_msgs)
+        if own and not present and prefix + 'weight' in state_dict:
+            # a dense checkpoint: the method's state keeps its initial value; this is
+            # expected, not a missing key (NMSparsityHook reports it in one line)
+            expected = {prefix + k for k in own}
+            missing_keys[n_missing:] = [k for k in missing_keys[n_missing:]
+                                        if k not in expected]
+            self.nm_init_from_dense = True
+
+    # ------------------------------------------------------------ creation
     @classmethod
     def from_dense(cls, module: nn.Module, **kwargs) -> nn.Module:
-        """Turn ``module`` (an ``nn.Conv2d``/``nn.Linear``) into this sparse class in
-        place of a new object, *reusing its Parameters* so that optimizers, tied weights
-        and state_dict keys are unaffected."""
+        """Turn ``module`` (an ``nn.Conv2d``/``nn.Linear``) into this sparse class
+        *reusing its Parameters*, so that optimizers, tied weights and state_dict keys are
+        unaffected."""
         new = cls.__new__(cls)
         new.__dict__ = module.__dict__.copy()
         new._parameters = module._parameters
@@ -153,7 +228,7 @@ class NMSparseMixin:
 
 
 class NMSparseConv2d(NMSparseMixin, nn.Conv2d):
-    """``nn.Conv2d`` computing with :meth:`sparse_weight`. Extra kwargs: ``n``, ``m``
+    """``nn.Conv2d`` computing with :meth:`forward_weight`. Extra kwargs: ``n``, ``m``
     (and the method's own)."""
 
     def __init__(self, *args, n: int = 2, m: int = 4, **kwargs):
@@ -162,11 +237,11 @@ class NMSparseConv2d(NMSparseMixin, nn.Conv2d):
         self._nm_setup(n=n, m=m, **method_kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.sparse_weight(), self.bias)
+        return self._conv_forward(x, self.forward_weight(), self.bias)
 
 
 class NMSparseLinear(NMSparseMixin, nn.Linear):
-    """``nn.Linear`` computing with :meth:`sparse_weight`."""
+    """``nn.Linear`` computing with :meth:`forward_weight`."""
 
     def __init__(self, *args, n: int = 2, m: int = 4, **kwargs):
         method_kwargs = self._nm_split_kwargs(kwargs)
@@ -174,4 +249,10 @@ class NMSparseLinear(NMSparseMixin, nn.Linear):
         self._nm_setup(n=n, m=m, **method_kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.sparse_weight(), self.bias)
+        return F.linear(x, self.forward_weight(), self.bias)
+
+
+def sparse_layers(model: nn.Module) -> List[Tuple[str, NMSparseMixin]]:
+    """``(name, layer)`` for every N:M sparse layer of ``model`` (eligible or not)."""
+    return [(name, mod) for name, mod in model.named_modules()
+            if isinstance(mod, NMSparseMixin)]

@@ -20,16 +20,15 @@ Decisions beyond the paper:
   candidate) instead of by its untrained, tied scores.
 """
 import math
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn as nn
 
-from mmdet.registry import MODELS
-
-from ..nm import (candidate_magnitude, candidate_mask, combination_table, cubic_removed,
-                  grouped_product, assign_groups, num_combinations, to_groups)
-from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear
+from ..nm import (assign_groups, candidate_magnitude, candidate_mask, combination_table,
+                  cubic_removed, grouped_product, num_combinations, to_groups)
+from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear, NMSparseMixin
+from .registry import register_nm_layer
 
 
 class _LBCMaskedWeight(torch.autograd.Function):
@@ -53,9 +52,11 @@ class _LBCMaskedWeight(torch.autograd.Function):
         return grad_weight, grad_scores, None, None, None, None
 
 
-class LBCMixin:
+class LBCMixin(NMSparseMixin):
     """The LBC method; combine with :class:`NMSparseConv2d` / :class:`NMSparseLinear`."""
     nm_method = 'lbc'
+    nm_display_name = 'LBC'
+    nm_plot_style = ('o', 'tab:red')
     nm_extra_state_names: Tuple[str, ...] = ('scores', 'alive')
 
     def _nm_init_state(self) -> None:
@@ -81,7 +82,7 @@ class LBCMixin:
     @property
     def num_removed(self) -> int:
         """Candidates removed from every group so far (the same for every group)."""
-        self.nm_mask()  # refreshes the cached count when `alive` changed
+        self._nm_mask()  # refreshes the cached count when `alive` changed
         return self._num_removed
 
     @property
@@ -89,9 +90,7 @@ class LBCMixin:
         """True once a single candidate is left in every group."""
         return self.num_removed == self.num_candidates - 1
 
-    def nm_mask(self) -> torch.Tensor:
-        if not self.nm_eligible:
-            return torch.ones_like(self.weight)
+    def _nm_mask(self) -> torch.Tensor:
         # rebuilt only when `alive` changed (removal, load_state_dict) or moved
         key = (self.alive.data_ptr(), self.alive._version, self._mask.data_ptr())
         if key != self._mask_key:
@@ -104,8 +103,8 @@ class LBCMixin:
                               self._mask.data_ptr())
         return self._mask
 
-    def _masked_weight(self) -> torch.Tensor:
-        mask = self.nm_mask()
+    def _nm_forward_weight(self) -> torch.Tensor:
+        mask = self._nm_mask()
         if mask.dtype != self.weight.dtype:
             mask = mask.to(self.weight.dtype)
         if self.finished or not self.scores.requires_grad or not torch.is_grad_enabled():
@@ -142,50 +141,30 @@ class LBCMixin:
             ranking.scatter_(1, idx, float('inf'))
         return True
 
-    def nm_update(self, state: NMScheduleState) -> bool:
-        if not self.nm_eligible:
-            return False
+    def _nm_update(self, state: NMScheduleState) -> bool:
         return self.remove_to(
             cubic_removed(state.t, state.ti, state.tf, self.num_candidates))
 
-    @torch.no_grad()
-    def nm_train_densities(self) -> Dict[str, float]:
-        if not self.nm_eligible:
-            return super().nm_train_densities()  # type: ignore[misc]
-        # forward, input gradient and weight gradient all follow the union of the alive
-        # candidates: weights outside it get no gradient (no dense gradient)
-        d = float(self.nm_mask().mean())
-        return dict(forward=d, input_grad=d, weight_grad=d)
+    # ----------------------------------------------------------------- protocol
+    # _nm_densities: the default (forward, input and weight gradient all follow the
+    # union of the alive candidates: weights outside it get no gradient)
 
-    @torch.no_grad()
-    def nm_stats(self) -> Dict[str, float]:
-        stats = super().nm_stats()  # type: ignore[misc]
-        if self.nm_eligible:
-            stats['alive_mean'] = float(self.num_candidates - self.num_removed)
-        return stats
+    def _nm_stats(self) -> Dict[str, float]:
+        return dict(alive_mean=float(self.num_candidates - self.num_removed))
 
-    # ----------------------------------------------------------------- loading
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        if self.nm_eligible:
-            for name in ('scores', 'alive'):
-                saved = state_dict.get(prefix + name)
-                own = getattr(self, name)
-                if saved is not None and tuple(saved.shape) != tuple(own.shape):
-                    raise RuntimeError(
-                        f'{prefix}{name}: the checkpoint holds shape '
-                        f'{tuple(saved.shape)} but this {self.nm_n}:{self.nm_m} LBC layer '
-                        f'has {tuple(own.shape)} (groups x comb({self.nm_m}, '
-                        f'{self.nm_n})): the checkpoint was trained with another N:M '
-                        'pattern or model.')
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore
+    def nm_warnings(self) -> List[str]:
+        if self.nm_eligible and not self.scores.requires_grad:
+            return ['in a frozen stage, its LBC scores cannot learn: candidates are ranked '
+                    'by weight magnitude']
+        return []
 
 
-@MODELS.register_module()
+@register_nm_layer
 class LBCConv2d(LBCMixin, NMSparseConv2d):
     """N:M sparse ``nn.Conv2d`` trained with LBC. Use as
     ``conv_cfg=dict(type='LBCConv2d', n=2, m=4)``."""
 
 
-@MODELS.register_module()
+@register_nm_layer
 class LBCLinear(LBCMixin, NMSparseLinear):
     """N:M sparse ``nn.Linear`` trained with LBC."""

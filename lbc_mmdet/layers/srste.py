@@ -24,10 +24,9 @@ from typing import Dict, Tuple
 
 import torch
 
-from mmdet.registry import MODELS
-
 from ..nm import from_groups, to_groups, topn_magnitude_mask
-from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear
+from .base import NMSparseConv2d, NMSparseLinear, NMSparseMixin
+from .registry import register_nm_layer
 
 
 class _SRSTEMaskedWeight(torch.autograd.Function):
@@ -51,10 +50,12 @@ class _SRSTEMaskedWeight(torch.autograd.Function):
         return grad_weight, None, None
 
 
-class SRSTEMixin:
+class SRSTEMixin(NMSparseMixin):
     """The SR-STE method; combine with :class:`NMSparseConv2d` /
     :class:`NMSparseLinear`."""
     nm_method = 'srste'
+    nm_display_name = 'SR-STE'
+    nm_plot_style = ('s', 'tab:blue')
     nm_extra_state_names: Tuple[str, ...] = ()
 
     def _nm_configure(self, lambda_w: float = 2e-4) -> None:
@@ -76,54 +77,45 @@ class SRSTEMixin:
         groups = topn_magnitude_mask(to_groups(self.weight.detach(), self.nm_m), self.nm_n)
         return from_groups(groups, self.weight.shape)
 
-    def nm_mask(self) -> torch.Tensor:
-        if not self.nm_eligible:
-            return torch.ones_like(self.weight)
+    def _nm_mask(self) -> torch.Tensor:
         return self._topn_mask().to(self.weight.dtype)
 
-    def _masked_weight(self) -> torch.Tensor:
-        mask = self.nm_mask()
+    def _nm_forward_weight(self) -> torch.Tensor:
+        mask = self._nm_mask()
         if not (torch.is_grad_enabled() and self.weight.requires_grad):
             return self.weight * mask
         return _SRSTEMaskedWeight.apply(self.weight, mask, self.lambda_w)
 
     # ----------------------------------------------------------------- protocol
-    def nm_update(self, state: NMScheduleState) -> bool:
-        # no schedule: the mask follows the weights at every forward
-        return False
+    # no schedule (_nm_update): the mask follows the weights at every forward
 
-    def nm_train_densities(self) -> Dict[str, float]:
-        if not self.nm_eligible:
-            return super().nm_train_densities()  # type: ignore[misc]
+    def _nm_densities(self) -> Dict[str, float]:
         d = self.nm_n / self.nm_m
         # every weight gets the dense gradient: the weight gradient is dense
         return dict(forward=d, input_grad=d, weight_grad=1.0)
 
-    @torch.no_grad()
-    def nm_stats(self) -> Dict[str, float]:
-        stats = super().nm_stats()  # type: ignore[misc]
-        if self.nm_eligible:
-            mask = self._topn_mask()
-            prev = self._stats_mask
-            if prev is None or prev.shape != mask.shape:
-                stats['flip_rate'] = 0.0
-            else:
-                flips = (mask != prev.to(mask.device)).count_nonzero()
-                stats['flip_rate'] = float(flips) / max(mask.numel(), 1)
-            self._stats_mask = mask
-        return stats
+    def _nm_stats(self) -> Dict[str, float]:
+        mask = self._topn_mask()
+        prev = self._stats_mask
+        if prev is None or prev.shape != mask.shape:
+            flip_rate = 0.0
+        else:
+            flip_rate = float((mask != prev.to(mask.device)).count_nonzero()) / max(
+                mask.numel(), 1)
+        self._stats_mask = mask
+        return dict(flip_rate=flip_rate)
 
     def extra_repr(self) -> str:  # type: ignore[override]
         base = super().extra_repr()  # type: ignore[misc]
         return f'{base}, lambda_w={self.lambda_w:g}' if self.nm_eligible else base
 
 
-@MODELS.register_module()
+@register_nm_layer
 class SRSTEConv2d(SRSTEMixin, NMSparseConv2d):
     """N:M sparse ``nn.Conv2d`` trained with SR-STE. Use as
     ``conv_cfg=dict(type='SRSTEConv2d', n=2, m=4, lambda_w=2e-4)``."""
 
 
-@MODELS.register_module()
+@register_nm_layer
 class SRSTELinear(SRSTEMixin, NMSparseLinear):
     """N:M sparse ``nn.Linear`` trained with SR-STE."""

@@ -9,13 +9,16 @@ from functools import lru_cache
 
 import torch
 
+from ..errors import PatternError
+
 #: Largest score table (candidates per group) a layer may ask for. C(16, 8) = 12870
 #: scores per group of 16 weights would be ~800x the weights themselves.
 MAX_COMBINATIONS = 1820  # C(16, 4); 1:16, 2:8, 2:4 ... all well below it
 
 
 def validate_pattern(n: int, m: int, max_combinations: int = MAX_COMBINATIONS) -> None:
-    """Raise ``ValueError`` naming the field when ``n:m`` is not a usable pattern.
+    """Raise :class:`~lbc_mmdet.errors.PatternError` (a ``ValueError``) when ``n:m`` is
+    not a usable pattern; its ``field`` names the offending value.
 
     Args:
         n (int): Non-zeros kept per group.
@@ -25,23 +28,24 @@ def validate_pattern(n: int, m: int, max_combinations: int = MAX_COMBINATIONS) -
     """
     for name, value in (('m', m), ('n', n)):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f'N:M pattern: `{name}` must be a positive integer, '
-                             f'got {value!r} ({type(value).__name__})')
+            raise PatternError(f'N:M pattern: `{name}` must be a positive integer, '
+                               f'got {value!r} ({type(value).__name__})', field=name)
     if m <= 0:
-        raise ValueError(f'N:M pattern: `m` must be a positive integer, got m={m}')
+        raise PatternError(f'N:M pattern: `m` must be a positive integer, got m={m}',
+                           field='m')
     if n <= 0:
-        raise ValueError(f'N:M pattern: `n` must be >= 1 (keep at least one weight per '
-                         f'group), got n={n}')
+        raise PatternError(f'N:M pattern: `n` must be >= 1 (keep at least one weight per '
+                           f'group), got n={n}', field='n')
     if n >= m:
-        raise ValueError(f'N:M pattern: `n` must be smaller than `m` (n={n} >= m={m} '
-                         'keeps every weight: that is a dense layer)')
+        raise PatternError(f'N:M pattern: `n` must be smaller than `m` (n={n} >= m={m} '
+                           'keeps every weight: that is a dense layer)', field='n')
     c = math.comb(m, n)
     if c > max_combinations:
-        raise ValueError(
+        raise PatternError(
             f'N:M pattern {n}:{m}: comb({m}, {n}) = {c} candidate subsets per group; the '
             f'LBC score table would hold {c} scores for every {m} weights ({c / m:.0f}x '
             f'the weights), above the limit of {max_combinations}. Use a pattern with '
-            'fewer combinations (e.g. 2:4, 2:8, 1:4, 1:16).')
+            'fewer combinations (e.g. 2:4, 2:8, 1:4, 1:16).', field='n/m')
 
 
 def num_combinations(n: int, m: int) -> int:

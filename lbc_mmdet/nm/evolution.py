@@ -1,6 +1,6 @@
 """BAME's block-wise mask evolution in plain torch (no mmengine/mmdet).
 
-The maths of the reconstructed BAME (``docs``: ``bame-spec.md``; the layer is
+The maths of the reconstructed BAME (``docs/bame_spec.md``; the layer is
 ``lbc_mmdet/layers/bame.py``) on the grouped ``[G, M]`` layout, one row per N:M group
 ("block"):
 
@@ -18,10 +18,11 @@ Every decision is a deterministic function of its inputs: stable sorts, ties bro
 lowest index (LMA additionally prefers the weights already kept on an exact tie, so a block
 whose scores are all tied keeps its mask).
 """
-import math
 from typing import NamedTuple
 
 import torch
+
+from .schedule import ceil_count, cubic_remaining
 
 #: Criteria accepted by :func:`selection_scores`.
 CRITERIA = ('taylor', 'magnitude')
@@ -36,16 +37,12 @@ def designation_fraction(t: float, ti: float, tf: float, rho0: float) -> float:
     the window (nothing is designated before the adaptation starts or from ``tf`` on)."""
     if t < ti or t >= tf:
         return 0.0
-    return float(rho0) * (1.0 - (t - ti) / (tf - ti))**3
+    return float(rho0) * cubic_remaining(t, ti, tf)
 
 
 def num_designated(t: float, ti: float, tf: float, rho0: float, num_blocks: int) -> int:
     """``k_t = ceil(rho(t) * G)`` (0 outside ``[ti, tf)``), at most ``G``."""
-    value = designation_fraction(t, ti, tf, rho0) * num_blocks
-    if value <= 0:
-        return 0
-    # guard against 2.0000000000000004 -> 3
-    return min(int(num_blocks), int(math.ceil(value - 1e-9)))
+    return ceil_count(designation_fraction(t, ti, tf, rho0) * num_blocks, num_blocks)
 
 
 # --------------------------------------------------------------------------- LMA

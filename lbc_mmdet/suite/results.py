@@ -1,7 +1,7 @@
 """Collect the results of training runs and lay them out like the paper's Tables 2 and 3.
 
 Everything here reads files that MMEngine, mmdet and :class:`TrainFlopsHook` wrote into a
-run's work dir; nothing is imported from mmengine or mmdet:
+run's work dir:
 
 - ``<work_dir>/<timestamp>/vis_data/scalars.json`` (or ``<timestamp>.json`` next to it),
   JSON lines; the validation lines hold mmdet's COCO metrics (``coco/bbox_mAP``,
@@ -24,13 +24,9 @@ import textwrap
 from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, Iterable, List, Optional, Sequence
 
-#: method key (``layer.nm_method``, the suite's ``method``) -> the paper's name
-METHOD_NAMES = {'dense': 'Baseline', 'lbc': 'LBC', 'srste': 'SR-STE', 'asp': 'ASP',
-                'bame': 'BAME'}
-#: matplotlib marker and colour per method
-METHOD_STYLES = {'dense': ('*', 'black'), 'lbc': ('o', 'tab:red'),
-                 'srste': ('s', 'tab:blue'), 'asp': ('^', 'tab:green'),
-                 'bame': ('D', 'tab:purple')}
+from ..engine.checkpoint import atomic_write
+from ..layers import DENSE, display_name, plot_style
+
 RESULTS_FILE = 'results.json'
 FLOPS_FILE = 'train_flops.json'
 _TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
@@ -52,7 +48,7 @@ class RunResult:
     """
     label: str
     model: str = ''
-    method: str = 'dense'
+    method: str = DENSE
     pattern: str = '-'
     config: str = ''
     work_dir: str = ''
@@ -155,7 +151,7 @@ def load_train_flops(work_dir: str) -> Optional[dict]:
     return None
 
 
-def collect_run(label: str, work_dir: str, model: str = '', method: str = 'dense',
+def collect_run(label: str, work_dir: str, model: str = '', method: str = DENSE,
                 pattern: str = '-', config: str = '') -> RunResult:
     """Build a run's :class:`RunResult` from what its work dir holds (without
     ``results.json``): ``'done'`` when COCO metrics were found, ``'missing'`` otherwise.
@@ -173,7 +169,7 @@ def collect_run(label: str, work_dir: str, model: str = '', method: str = 'dense
         result.backbone_flops_ratio = _float(flops.get('backbone_ratio'))
         result.iterations = flops.get('iterations')
         result.train_time_s = _float(flops.get('train_time_s'))
-    elif method == 'dense':
+    elif method == DENSE:
         result.flops_ratio = result.backbone_flops_ratio = 1.0
     elif 'flops_ratio' in scalars:
         result.flops_ratio = scalars['flops_ratio']
@@ -213,17 +209,14 @@ def write_result(result: RunResult, work_dir: Optional[str] = None) -> str:
     work_dir = work_dir or result.work_dir
     os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, RESULTS_FILE)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(result.to_dict(), f, indent=2)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(result.to_dict(), indent=2))
     return path
 
 
 # --------------------------------------------------------------------------- formatting
 def method_name(method: str) -> str:
-    """The paper's name of a method (``'srste'`` -> ``'SR-STE'``)."""
-    return METHOD_NAMES.get(str(method).lower(), str(method))
+    """How a method is shown (its registered display name, ``'Baseline'`` for dense)."""
+    return display_name(method)
 
 
 def format_duration(seconds: Optional[float]) -> str:
@@ -352,7 +345,7 @@ def plot_results(results: Sequence[RunResult], path: str, title: str = '') -> Op
         seen = set()
         for r in group:
             key = str(r.method).lower()
-            marker, color = METHOD_STYLES.get(key, ('x', 'gray'))
+            marker, color = plot_style(key)
             name = method_name(r.method)
             ax.scatter(r.flops_ratio, 100 * r.metric('bbox_mAP'), marker=marker,
                        color=color, s=90 if marker == '*' else 55, zorder=3,

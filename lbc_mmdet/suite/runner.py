@@ -1,21 +1,6 @@
-"""Run a benchmark suite: train every listed run with ``tools/train.py``, one after the
-other, then collect the results into ``results.md`` / ``results.csv`` / ``results.png``.
-
-A suite file is a python config (read with MMEngine's ``Config``) or a YAML/JSON file::
-
-    suite = [
-        dict(label='LBC 2:4', config='configs/demo/faster_rcnn_r50_fpn_lbc_2of4_demo.py',
-             method='lbc', pattern='2:4', model='Faster R-CNN',
-             cfg_options={'train_cfg.max_iters': 120}),
-        ...
-    ]
-    # optional, for every run (a run's own cfg_options win):
-    cfg_options = {'default_hooks.checkpoint.interval': 120}
-    title = 'Demo suite'                 # heading of results.md
-    note = 'Synthetic data, CPU.'        # paragraph under the heading
-    work_root = 'work_dirs/suite/demo'   # default work root (--work-root wins)
-
-In YAML the same keys sit at the top level (or the file is just the list of runs).
+"""Run a benchmark suite: train every listed run with ``python -m lbc_mmdet.cli.train``,
+one after the other, then collect the results into ``results.md`` / ``results.csv`` /
+``results.png`` (the suite file format: :mod:`lbc_mmdet.suite.spec`).
 
 Each run trains in ``<work_root>/<slug>`` (``'LBC 2:4'`` -> ``lbc_2of4``; a run may set
 ``work_dir``), its output is streamed and tee'd to ``<work_dir>/suite_train.log``, and its
@@ -26,255 +11,62 @@ metrics.
 """
 import os
 import os.path as osp
-import re
 import shlex
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
 from .results import (RunResult, collect_run, format_duration, format_map,
                       format_markdown, format_ratio, plot_results, read_result,
                       training_finished, write_csv, write_result)
+from .spec import Suite, SuiteError, SuiteRun, cfg_options_to_args, resolve_config
 
-#: the repository root (``tools/train.py`` lives there)
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-RUN_KEYS = ('label', 'config', 'method', 'pattern', 'model', 'cfg_options', 'work_dir')
-SUITE_KEYS = ('suite', 'cfg_options', 'title', 'note', 'work_root')
 LAUNCHERS = ('none', 'pytorch', 'slurm')
 LOG_FILE = 'suite_train.log'
-
-
-# --------------------------------------------------------------------------- suite file
-@dataclass
-class SuiteRun:
-    """One run of a suite (see the module docstring)."""
-    label: str
-    config: str
-    method: str = 'dense'
-    pattern: str = '-'
-    model: str = ''
-    cfg_options: Dict[str, object] = field(default_factory=dict)
-    work_dir: Optional[str] = None
-
-    @property
-    def slug(self) -> str:
-        return slugify(self.label)
-
-
-@dataclass
-class Suite:
-    """A loaded suite file."""
-    path: str
-    runs: List[SuiteRun]
-    title: str = ''
-    note: str = ''
-    work_root: Optional[str] = None
-
-    @property
-    def name(self) -> str:
-        return osp.splitext(osp.basename(self.path))[0]
-
-
-def slugify(label: str) -> str:
-    """``'LBC 2:4'`` -> ``'lbc_2of4'``, ``'SR-STE 2:8'`` -> ``'srste_2of8'``: a run's
-    work-dir name."""
-    s = re.sub(r'(\d)\s*:\s*(\d)', r'\1of\2', str(label).strip().lower())
-    s = s.replace('-', '')
-    s = re.sub(r'[^a-z0-9._-]+', '_', s).strip('_.')
-    return s or 'run'
-
-
-def _plain(value):
-    """ConfigDict / tuples -> plain dicts and lists (recursively)."""
-    if hasattr(value, 'to_dict'):
-        value = value.to_dict()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_plain(v) for v in value)
-    return value
-
-
-def _read_suite_file(path: str) -> dict:
-    ext = osp.splitext(path)[1].lower()
-    if ext == '.py':
-        from mmengine.config import Config
-        cfg = Config.fromfile(path)
-        return _plain({k: cfg[k] for k in cfg.keys()})
-    if ext in ('.yaml', '.yml', '.json'):
-        import yaml
-        with open(path) as f:
-            data = yaml.safe_load(f)
-        return {'suite': data} if isinstance(data, list) else (data or {})
-    raise ValueError(f'{path}: a suite file must be .py, .yaml, .yml or .json')
-
-
-def load_suite(path: str) -> Suite:
-    """Read and validate a suite file.
-
-    Raises:
-        FileNotFoundError: No such file.
-        ValueError: A malformed suite (the message says which run and key).
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'suite file not found: {path}')
-    data = _read_suite_file(path)
-    if not isinstance(data, dict) or 'suite' not in data:
-        raise ValueError(f'{path}: defines no `suite` (a list of dict(label=..., '
-                         'config=..., method=..., pattern=..., model=...))')
-    unknown = [k for k in data if k not in SUITE_KEYS and not k.startswith('_')]
-    if unknown and osp.splitext(path)[1].lower() != '.py':
-        raise ValueError(f'{path}: unknown top-level keys {unknown}; allowed: '
-                         f'{list(SUITE_KEYS)}')
-    entries = data['suite']
-    if not isinstance(entries, (list, tuple)) or not entries:
-        raise ValueError(f'{path}: `suite` must be a non-empty list of runs')
-    common = data.get('cfg_options') or {}
-    if not isinstance(common, dict):
-        raise ValueError(f'{path}: `cfg_options` must be a dict')
-    runs, slugs = [], {}
-    for i, entry in enumerate(entries):
-        where = f'{path}: suite[{i}]'
-        if not isinstance(entry, dict):
-            raise ValueError(f'{where} must be a dict, got {type(entry).__name__}')
-        bad = [k for k in entry if k not in RUN_KEYS]
-        if bad:
-            raise ValueError(f'{where}: unknown keys {bad}; allowed: {list(RUN_KEYS)}')
-        for key in ('label', 'config'):
-            if not isinstance(entry.get(key), str) or not entry[key].strip():
-                raise ValueError(f'{where}: `{key}` (a non-empty string) is required')
-        opts = entry.get('cfg_options') or {}
-        if not isinstance(opts, dict):
-            raise ValueError(f'{where}: `cfg_options` must be a dict')
-        merged = dict(flatten_options(common))
-        merged.update(flatten_options(opts))
-        method = str(entry.get('method') or 'dense').lower()
-        run = SuiteRun(label=entry['label'].strip(), config=entry['config'],
-                       method=method,
-                       pattern=str(entry.get('pattern') or
-                                   ('-' if method == 'dense' else '?')),
-                       model=str(entry.get('model') or ''), cfg_options=merged,
-                       work_dir=entry.get('work_dir'))
-        cfg_options_to_args(run.cfg_options, where)  # fail early on unsupported values
-        if run.slug in slugs:
-            raise ValueError(f'{where}: label {run.label!r} gives the same work dir name '
-                             f'{run.slug!r} as {slugs[run.slug]!r}; labels must differ')
-        slugs[run.slug] = run.label
-        runs.append(run)
-    return Suite(path=path, runs=runs, title=str(data.get('title') or ''),
-                 note=str(data.get('note') or ''), work_root=data.get('work_root'))
-
-
-# --------------------------------------------------------------------------- cfg options
-def flatten_options(options: dict, prefix: str = '') -> Dict[str, object]:
-    """``{'a': {'b': 1}}`` -> ``{'a.b': 1}`` (the keys ``--cfg-options`` takes)."""
-    out: Dict[str, object] = {}
-    for key, value in options.items():
-        name = f'{prefix}{key}'
-        if isinstance(value, dict):
-            out.update(flatten_options(value, name + '.'))
-        else:
-            out[name] = value
-    return out
-
-
-def format_option_value(value) -> str:
-    """A python value as ``--cfg-options`` (MMEngine's ``DictAction``) parses it back."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (list, tuple)):
-        inner = ','.join(format_option_value(v) for v in value)
-        if isinstance(value, tuple):
-            return f'({inner},)' if len(value) == 1 else f'({inner})'
-        return f'[{inner}]'
-    raise ValueError(f'cannot pass {value!r} ({type(value).__name__}) through '
-                     '--cfg-options; use dotted keys for dicts')
-
-
-def cfg_options_to_args(options: Dict[str, object], where: str = 'cfg_options') -> List[str]:
-    """``key=value`` strings for ``tools/train.py --cfg-options``; each is checked to parse
-    back to the same value (strings with spaces or commas, or that look like numbers,
-    cannot be passed and raise ValueError)."""
-    from mmengine.config import DictAction
-    args = []
-    for key, value in flatten_options(options).items():
-        text = format_option_value(value)
-        back = DictAction._parse_iterable(text)
-        if not _same(back, value):
-            raise ValueError(f'{where}: {key}={value!r} would reach the config as '
-                             f'{back!r} through --cfg-options; pass another value')
-        args.append(f'{key}={text}')
-    return args
-
-
-def _same(a, b) -> bool:
-    """``a == b`` with matching kinds (a bool is not an int, a string not a number)."""
-    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
-        return (type(a) is type(b) and len(a) == len(b)
-                and all(_same(x, y) for x, y in zip(a, b)))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    return type(a) is type(b) and a == b
+#: the training entry point every run calls
+TRAIN_MODULE = 'lbc_mmdet.cli.train'
 
 
 # --------------------------------------------------------------------------- commands
-def resolve_config(config: str, repo_root: str = REPO_ROOT) -> str:
-    """A run's config path: as given if it exists (from the current dir), else relative
-    to the repository root."""
-    if osp.isfile(config):
-        return config
-    candidate = osp.join(repo_root, config)
-    if osp.isfile(candidate):
-        return candidate
-    raise FileNotFoundError(f'config not found: {config} (looked in {os.getcwd()} and '
-                            f'{repo_root})')
-
-
 def train_command(run: SuiteRun,
                   work_dir: str,
                   launcher: str = 'none',
                   gpus: int = 1,
                   python: str = sys.executable,
-                  repo_root: str = REPO_ROOT,
+                  suite_path: Optional[str] = None,
                   partition: Optional[str] = None,
                   resume: bool = False) -> Tuple[List[str], Dict[str, str]]:
     """The command (and extra environment) that trains ``run`` into ``work_dir``."""
-    config = resolve_config(run.config, repo_root)
-    tail = []
-    opts = cfg_options_to_args(run.cfg_options, run.label)
+    config = resolve_config(run.config, suite_path)
+    tail = ['--work-dir', work_dir]
     if resume:
         tail.append('--resume')
+    opts = cfg_options_to_args(run.cfg_options, run.label)
     if opts:
         tail += ['--cfg-options'] + opts
-    tools = osp.join(repo_root, 'tools')
     env = {'PYTHONUNBUFFERED': '1'}
     if launcher == 'none':
         if gpus > 1:
-            raise ValueError('--gpus > 1 needs --launcher pytorch (or slurm)')
-        cmd = [python, osp.join(tools, 'train.py'), config, '--work-dir', work_dir] + tail
+            raise SuiteError('--gpus > 1 needs --launcher pytorch (or slurm)')
+        cmd = [python, '-m', TRAIN_MODULE, config] + tail
     elif launcher == 'pytorch':
-        env['PYTHON'] = python
-        cmd = ['bash', osp.join(tools, 'dist_train.sh'), config, str(gpus),
-               '--work-dir', work_dir] + tail
+        port = os.environ.get('PORT', '29500')
+        cmd = [python, '-m', 'torch.distributed.run', f'--nproc_per_node={gpus}',
+               f'--master_port={port}', '-m', TRAIN_MODULE, config, '--launcher',
+               'pytorch'] + tail
     elif launcher == 'slurm':
         if not partition:
-            raise ValueError('--launcher slurm needs --partition')
-        env.update(PYTHON=python, GPUS=str(gpus))
-        cmd = ['bash', osp.join(tools, 'slurm_train.sh'), partition, run.slug, config,
-               work_dir] + tail
+            raise SuiteError('--launcher slurm needs --partition')
+        per_node = min(gpus, 8)
+        cmd = ['srun', '-p', partition, f'--job-name={run.slug}', f'--gres=gpu:{per_node}',
+               f'--ntasks={gpus}', f'--ntasks-per-node={per_node}',
+               f'--cpus-per-task={os.environ.get("CPUS_PER_TASK", "5")}',
+               '--kill-on-bad-exit=1', python, '-u', '-m', TRAIN_MODULE, config,
+               '--launcher', 'slurm'] + tail
     else:
-        raise ValueError(f'unknown launcher {launcher!r}; choose from {LAUNCHERS}')
+        raise SuiteError(f'unknown launcher {launcher!r}; choose from {LAUNCHERS}')
     return cmd, env
 
 
@@ -290,7 +82,8 @@ class SuiteRunner:
         suite: The loaded suite.
         work_root: Root of the runs' work dirs (default: the suite's ``work_root``, else
             ``work_dirs/suite/<suite file name>``).
-        launcher: ``'none'``, ``'pytorch'`` (``tools/dist_train.sh``) or ``'slurm'``.
+        launcher: ``'none'``, ``'pytorch'`` (``torch.distributed.run``) or ``'slurm'``
+            (``srun``).
         gpus: GPUs per run for the distributed launchers.
         partition: Slurm partition.
         only: Labels (or their slugs) to train; the others are only collected.
@@ -313,9 +106,9 @@ class SuiteRunner:
                  python: str = sys.executable,
                  out: Optional[TextIO] = None) -> None:
         if launcher not in LAUNCHERS:
-            raise ValueError(f'unknown launcher {launcher!r}; choose from {LAUNCHERS}')
+            raise SuiteError(f'unknown launcher {launcher!r}; choose from {LAUNCHERS}')
         if gpus < 1:
-            raise ValueError(f'--gpus must be >= 1, got {gpus}')
+            raise SuiteError(f'--gpus must be >= 1, got {gpus}')
         self.suite = suite
         self.work_root = osp.abspath(
             work_root or suite.work_root or osp.join('work_dirs', 'suite', suite.name))
@@ -337,7 +130,7 @@ class SuiteRunner:
             by_key[run.label] = by_key[run.slug] = run
         unknown = [o for o in only if o not in by_key]
         if unknown:
-            raise ValueError(f'--only: unknown labels {unknown}; the suite has ' +
+            raise SuiteError(f'--only: unknown labels {unknown}; the suite has ' +
                              ', '.join(repr(r.label) for r in self.suite.runs))
         wanted = {id(by_key[o]) for o in only}
         return [r for r in self.suite.runs if id(r) in wanted]
@@ -369,7 +162,8 @@ class SuiteRunner:
         wd = self.work_dir(run)
         resume = self.resume and osp.isfile(osp.join(wd, 'last_checkpoint'))
         return train_command(run, wd, self.launcher, self.gpus, self.python,
-                             partition=self.partition, resume=resume)
+                             suite_path=self.suite.path, partition=self.partition,
+                             resume=resume)
 
     # ------------------------------------------------------------------ one run
     def _stream(self, cmd: List[str], env: Dict[str, str], log_path: str) -> int:
@@ -479,7 +273,7 @@ class SuiteRunner:
         """
         plan = self.plan()
         for run, _ in plan:  # fail before training anything on a missing config
-            resolve_config(run.config)
+            resolve_config(run.config, self.suite.path)
         todo = sum(1 for _, a in plan if a == 'run')
         self.say(f'{self.suite.path}: {len(plan)} runs ({todo} to train, '
                  f'{len(plan) - todo} with results), work root {self.work_root}')

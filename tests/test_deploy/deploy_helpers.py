@@ -1,5 +1,5 @@
 """Helpers of the deployment tests (configs, model building, running the tools)."""
-import importlib.util
+import importlib
 import os
 import os.path as osp
 import subprocess
@@ -10,7 +10,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import lbc_mmdet  # noqa: F401  (registers the sparse layers)
-from lbc_mmdet.sparsify import sparse_layers
+from lbc_mmdet.layers import sparse_layers
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 STOCK_CONFIG = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
@@ -53,12 +53,9 @@ def run_tool(script, *args, timeout=300):
 
 
 def load_tool(name):
-    """Import ``tools/<name>.py`` as a module (to call its ``main(argv)`` in-process)."""
-    spec = importlib.util.spec_from_file_location(
-        f'_lbc_tool_{name}', osp.join(REPO_ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The package module behind ``tools/<name>.py`` (``cli(argv)`` returns the exit
+    status, ``main(argv)`` raises)."""
+    return importlib.import_module(f'lbc_mmdet.cli.{name}')
 
 
 def build(config_path):

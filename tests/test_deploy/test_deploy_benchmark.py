@@ -9,7 +9,15 @@ from deploy_helpers import load_tool, run_tool
 
 @pytest.fixture(scope='module')
 def bench():
-    return load_tool('benchmark_latency')
+    """What the tool uses: its argument parser, the model loader and the timing."""
+    import types
+
+    from lbc_mmdet.apis import load_dense_model
+    from lbc_mmdet.deploy.latency import markdown, run_benchmark
+    from lbc_mmdet.errors import LBCError
+    return types.SimpleNamespace(parse_args=load_tool('benchmark_latency').parse_args,
+                                 load_dense_model=load_dense_model, ToolError=LBCError,
+                                 run_benchmark=run_benchmark, markdown=markdown)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU fallback')

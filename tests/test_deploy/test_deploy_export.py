@@ -10,8 +10,9 @@ from mmdet.structures import DetDataSample
 
 from lbc_mmdet.deploy.export import (NMExportError, compare_keys,
                                      export_sparse_state_dict, strip_sparse_layers)
-from lbc_mmdet.layers import SPARSE_LAYERS, NMScheduleState
-from lbc_mmdet.sparsify import sparse_layers
+from lbc_mmdet.layers import NMScheduleState
+from _common import SPARSE_LAYERS
+from lbc_mmdet.layers import sparse_layers
 
 from deploy_helpers import build, finish_lbc, load_tool, run_tool
 
@@ -59,7 +60,7 @@ def test_exported_weights_are_the_folded_masks(lbc_model, exported):
         if not layer.nm_eligible:
             assert torch.equal(w, layer.weight)
             continue
-        assert torch.equal(w, layer.effective_weight())
+        assert torch.equal(w, layer.masked_weight())
         zeros = w[w == 0]
         assert not torch.signbit(zeros).any(), 'zeros are written as +0.0'
         for extra in layer.nm_extra_state_names:
@@ -111,7 +112,7 @@ def test_refuses_a_model_without_sparse_layers(dense_model):
 
 
 def test_refuses_undeclared_method_state():
-    from lbc_mmdet.layers import LBCConv2d
+    from lbc_mmdet.layers.lbc import LBCConv2d
     model = nn.Sequential(LBCConv2d(8, 8, 1, n=2, m=4))
     model[0].remove_to(model[0].num_candidates - 1)
     model[0].register_buffer('secret', torch.zeros(1))
@@ -173,20 +174,20 @@ def test_export_tool_errors(tiny_files, workdir, capsys):
     cfg = tiny_files['config']
     out = str(workdir / 'tiny_out.pth')
     # missing checkpoint
-    assert tool.main([cfg, str(workdir / 'nope.pth'), out]) == 2
+    assert tool.cli([cfg, str(workdir / 'nope.pth'), out]) == 2
     assert 'checkpoint not found' in capsys.readouterr().err
     # config/checkpoint mismatch: an exported (dense-keyed) checkpoint
-    assert tool.main([cfg, tiny_files['exported'], out]) == 2
+    assert tool.cli([cfg, tiny_files['exported'], out]) == 2
     err = capsys.readouterr().err
     assert 'does not match config' in err and 'missing' in err
     assert 'already exported' in err
     # unfinished LBC run: refused, a layer named
-    assert tool.main([cfg, tiny_files['unfinished'], out]) == 1
+    assert tool.cli([cfg, tiny_files['unfinished'], out]) == 1
     err = capsys.readouterr().err
     assert 'not exactly N:M' in err and 'backbone.layer1.0.conv1' in err
     assert not osp.exists(out)
     # finished: exported; dataset_meta carried over
-    assert tool.main([cfg, tiny_files['finished'], out]) == 0
+    assert tool.cli([cfg, tiny_files['finished'], out]) == 0
     meta = torch.load(out, weights_only=True)['meta']
     assert meta['dataset_meta']['classes'] == ['a', 'b', 'c']
     assert osp.isfile(out + '.json')

@@ -10,7 +10,7 @@ from lbc_mmdet.deploy.lowering import (LoweredConv2d, im2col, lower_convs, plan_
                                        plan_model, semi_structured_constraints,
                                        semi_structured_support)
 from lbc_mmdet.nm import from_groups, to_groups, topn_magnitude_mask
-from lbc_mmdet.nm.packing import gemm_matrix
+from lbc_mmdet.deploy.packing import gemm_matrix
 
 GEOMETRIES = [
     # in, out, kernel, stride, padding, dilation, H, W

@@ -102,7 +102,7 @@ def test_tool_fails_a_dense_checkpoint(dense_model, workdir, capsys):
     dense = workdir / 'dense.pth'
     torch.save(dense_model.state_dict(), dense)  # a bare state dict
     tool = load_tool('verify_nm')
-    assert tool.main([str(dense), '--n', '2', '--m', '4', '--include',
+    assert tool.cli([str(dense), '--n', '2', '--m', '4', '--include',
                       'backbone.layer1.*']) == 1
     out = capsys.readouterr().out
     assert 'FAIL: 10 of 10 checked weights are not 2:4' in out
@@ -111,11 +111,11 @@ def test_tool_fails_a_dense_checkpoint(dense_model, workdir, capsys):
 
 def test_tool_bad_input(workdir, capsys):
     tool = load_tool('verify_nm')
-    assert tool.main([str(workdir / 'missing.pth'), '--n', '2', '--m', '4']) == 2
+    assert tool.cli([str(workdir / 'missing.pth'), '--n', '2', '--m', '4']) == 2
     assert 'not found' in capsys.readouterr().err
-    assert tool.main([str(workdir / 'missing.pth'), '--n', '4', '--m', '4']) == 2
+    assert tool.cli([str(workdir / 'missing.pth'), '--n', '4', '--m', '4']) == 2
     assert 'need 0 < n < m' in capsys.readouterr().err
     junk = workdir / 'junk.pth'
     junk.write_bytes(b'not a checkpoint')
-    assert tool.main([str(junk), '--n', '2', '--m', '4']) == 2
+    assert tool.cli([str(junk), '--n', '2', '--m', '4']) == 2
     assert 'cannot read' in capsys.readouterr().err

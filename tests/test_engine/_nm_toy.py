@@ -62,7 +62,7 @@ def toy_model(method, **kwargs):
 def is_exact_nm(layer) -> bool:
     """Every group of M of the layer's effective weight keeps at most N non-zeros and its
     mask exactly N."""
-    w = layer.effective_weight()
+    w = layer.masked_weight()
     nz = (to_groups(w, layer.nm_m) != 0).sum(1)
     return bool((nz <= layer.nm_n).all()) and layer.nm_is_exact()
 
@@ -92,7 +92,7 @@ class RankDumpHook(Hook):
         state = method_state(model)
         for name, layer in lbc_mmdet.sparse_layers(model):
             if layer.nm_eligible:
-                state[f'{name}.effective_weight'] = layer.effective_weight().cpu().clone()
+                state[f'{name}.effective_weight'] = layer.masked_weight().cpu().clone()
         torch.save(state, osp.join(runner.work_dir, f'rank{get_rank()}_{tag}.pt'))
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
@@ -119,7 +119,8 @@ def toy_runner_kwargs(work_dir, *, max_iters=8, custom_hooks=(), ckpt_interval=1
             logger=dict(type='LoggerHook', interval=1),
             checkpoint=dict(type='CheckpointHook', by_epoch=False,
                             interval=ckpt_interval, max_keep_ckpts=-1)),
-        custom_hooks=list(custom_hooks),
+        # the hook tools/train.py adds to every config: checkpoints load safely
+        custom_hooks=list(custom_hooks) + [dict(type='SafeCheckpointHook')],
         default_scope='mmdet',
         randomness=dict(seed=0),
         log_level='WARNING')
@@ -156,5 +157,6 @@ def tiny_demo_cfg(config, data_root, work_dir, *, max_iters=4, ti=0, tf=3,
         t for t in cfg.train_dataloader.dataset.pipeline if t['type'] != 'RandomFlip']
     for split in ('val_evaluator', 'test_evaluator'):
         cfg[split].ann_file = osp.join(data_root, 'annotations/instances_val.json')
-    cfg.optim_wrapper.optimizer.lr = 0.01
+    from lbc_mmdet.cli._config import ensure_safe_checkpoint_hook
+    ensure_safe_checkpoint_hook(cfg)  # as tools/train.py does
     return cfg

@@ -15,7 +15,10 @@ import lbc_mmdet
 from lbc_mmdet import NMSparsityHook, sparsify
 from lbc_mmdet.engine import (CorruptCheckpointError, SparsityConfigError,
                               validate_sparsity_cfg)
-from lbc_mmdet.layers import ASPConv2d, BAMEConv2d, LBCConv2d, SRSTEConv2d
+from lbc_mmdet.layers.asp import ASPConv2d
+from lbc_mmdet.layers.bame import BAMEConv2d
+from lbc_mmdet.layers.lbc import LBCConv2d
+from lbc_mmdet.layers.srste import SRSTEConv2d
 from mmdet.registry import MODELS
 from mmengine.registry import init_default_scope
 

@@ -8,7 +8,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from lbc_mmdet.layers import SPARSE_LAYERS
+from _common import SPARSE_LAYERS
 
 from _nm_toy import method_state, toy_model, toy_runner_kwargs
 

@@ -31,7 +31,8 @@ def lbc_cfg(data_root: str, work_dir: str) -> Config:
     demo = Config.fromfile(osp.join(ROOT, 'configs/demo/faster_rcnn_r50_fpn_dense_demo.py'))
     # the COCO LBC config's sparsity on the demo model/data/schedule
     demo.model.backbone.conv_cfg = cfg.model.backbone.conv_cfg
-    demo.custom_hooks = [dict(type='NMSparsityHook', ti=0, tf=TF), dict(type='RNGStateHook')]
+    demo.custom_hooks = [dict(type='NMSparsityHook', ti=0, tf=TF), dict(type='RNGStateHook'),
+                         dict(type='SafeCheckpointHook')]
     demo.work_dir = work_dir
     demo.train_cfg.max_iters = MAX_ITERS
     demo.train_cfg.val_interval = MAX_ITERS
@@ -52,7 +53,6 @@ def lbc_cfg(data_root: str, work_dir: str) -> Config:
                 t['scale'] = (64, 64)  # small and fast
     for split in ('val_evaluator', 'test_evaluator'):
         demo[split].ann_file = osp.join(data_root, 'annotations/instances_val.json')
-    demo.optim_wrapper.optimizer.lr = 0.01
     return demo
 
 
@@ -96,7 +96,7 @@ def test_runner_ends_exactly_nm_and_alive_never_increases(full_run):
     assert len(layers) == 52  # every ResNet-50 conv but the stem
     assert not runner.model.backbone.conv1.nm_eligible
     for name, layer in layers:
-        w = layer.effective_weight()
+        w = layer.masked_weight()
         groups = w.permute(0, 2, 3, 1).reshape(-1, 4)
         assert ((groups != 0).sum(1) == 2).all(), name
         assert (layer.alive.sum(1) == 1).all(), name

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lbc_mmdet.layers import LBCConv2d, LBCLinear, NMScheduleState
+from lbc_mmdet.layers import NMScheduleState
+from lbc_mmdet.layers.lbc import LBCConv2d, LBCLinear
 
 PATTERNS = [(2, 4), (2, 8), (1, 4), (1, 16)]
 
@@ -124,7 +125,7 @@ def test_removal_count_follows_eq6_and_picks_lowest_alive_scores(n, m):
         assert not (layer.alive & ~prev_alive).any()
         prev_alive = layer.alive.clone()
     assert layer.finished and layer.nm_is_exact()
-    counts = (layer.effective_weight() != 0).permute(0, 2, 3, 1).reshape(-1, m).sum(1)
+    counts = (layer.masked_weight() != 0).permute(0, 2, 3, 1).reshape(-1, m).sum(1)
     assert (counts <= n).all() and (layer.nm_mask().permute(0, 2, 3, 1).reshape(
         -1, m).sum(1) == n).all()
 

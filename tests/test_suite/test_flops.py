@@ -1,4 +1,4 @@
-"""Training-FLOPs accounting: the maths by hand (lbc_mmdet.nm.flops) and TrainFlopsHook in
+"""Training-FLOPs accounting: the maths by hand (lbc_mmdet.accounting) and TrainFlopsHook in
 a real MMEngine Runner."""
 import json
 import os.path as osp
@@ -8,9 +8,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lbc_mmdet.layers import SPARSE_LAYERS, LBCConv2d
+from lbc_mmdet.layers.lbc import LBCConv2d
+from _common import SPARSE_LAYERS
 from lbc_mmdet.nm import combination_table
-from lbc_mmdet.nm.flops import (TrainFlopsCounter, check_densities, conv_macs,
+from lbc_mmdet.accounting import (TrainFlopsCounter, check_densities, conv_macs,
                                 dense_train_cost, layer_densities, layer_group,
                                 layer_macs, linear_macs, train_cost,
                                 transposed_conv_macs)
@@ -317,7 +318,8 @@ def _runner(work_dir, max_iters, resume=False, extra_hooks=()):
                                            by_epoch=False),
                            logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[dict(type='NMSparsityHook', ti=0, tf=TF),
-                      dict(type='TrainFlopsHook')] + list(extra_hooks),
+                      dict(type='TrainFlopsHook'),
+                      dict(type='SafeCheckpointHook')] + list(extra_hooks),
         resume=resume,
         log_level='WARNING',
         randomness=dict(seed=0),

@@ -10,9 +10,11 @@ import textwrap
 import pytest
 
 from lbc_mmdet.suite.results import RunResult, read_result, write_result
-from lbc_mmdet.suite.runner import (REPO_ROOT, SuiteRun, SuiteRunner,
-                                    cfg_options_to_args, load_suite, slugify,
-                                    train_command)
+from lbc_mmdet.suite.runner import TRAIN_MODULE, SuiteRunner, train_command
+from lbc_mmdet.suite.spec import (SuiteError, SuiteRun, cfg_options_to_args, load_suite,
+                                  slugify)
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 DEMO_SUITE = osp.join(REPO_ROOT, 'configs/suites/demo.py')
 
@@ -136,23 +138,37 @@ def test_train_commands(tmp_path):
     run = SuiteRun(label='LBC 2:4', config='configs/faster_rcnn_lbc_2of4.py',
                    method='lbc', cfg_options={'train_cfg.max_iters': 4})
     wd = str(tmp_path / 'wd')
-    cmd, env = train_command(run, wd, python='PY')
-    assert cmd[:2] == ['PY', osp.join(REPO_ROOT, 'tools', 'train.py')]
-    assert cmd[3:] == ['--work-dir', wd, '--cfg-options', 'train_cfg.max_iters=4']
-    assert env['PYTHONUNBUFFERED'] == '1'
-    cmd, env = train_command(run, wd, launcher='pytorch', gpus=8, python='PY', resume=True)
-    assert cmd[:2] == ['bash', osp.join(REPO_ROOT, 'tools', 'dist_train.sh')]
-    assert cmd[3:6] == ['8', '--work-dir', wd] and '--resume' in cmd
-    assert env['PYTHON'] == 'PY'
-    cmd, env = train_command(run, wd, launcher='slurm', gpus=16, partition='p')
-    assert cmd[1].endswith('slurm_train.sh') and cmd[2:4] == ['p', 'lbc_2of4']
-    assert cmd[5] == wd and env['GPUS'] == '16'
-    with pytest.raises(ValueError, match='partition'):
-        train_command(run, wd, launcher='slurm')
-    with pytest.raises(ValueError, match='pytorch'):
-        train_command(run, wd, gpus=2)
-    with pytest.raises(FileNotFoundError):
-        train_command(SuiteRun(label='x', config='configs/nope.py'), wd)
+    # the run's config is found relative to the suite file's folder and its parents
+    suite_path = osp.join(REPO_ROOT, 'configs', 'suites', 'demo.py')
+    cfg_path = osp.join(REPO_ROOT, 'configs', 'faster_rcnn_lbc_2of4.py')
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        cmd, env = train_command(run, wd, python='PY', suite_path=suite_path)
+        assert cmd == ['PY', '-m', TRAIN_MODULE, cfg_path, '--work-dir', wd,
+                       '--cfg-options', 'train_cfg.max_iters=4']
+        assert env['PYTHONUNBUFFERED'] == '1'
+        cmd, env = train_command(run, wd, launcher='pytorch', gpus=8, python='PY',
+                                 resume=True, suite_path=suite_path)
+        assert cmd[:3] == ['PY', '-m', 'torch.distributed.run']
+        assert '--nproc_per_node=8' in cmd and '--resume' in cmd
+        assert cmd[cmd.index(TRAIN_MODULE) - 1] == '-m'
+        assert cmd[cmd.index('--launcher') + 1] == 'pytorch'
+        cmd, env = train_command(run, wd, launcher='slurm', gpus=16, partition='p',
+                                 suite_path=suite_path)
+        assert cmd[:3] == ['srun', '-p', 'p'] and '--ntasks=16' in cmd
+        assert '--job-name=lbc_2of4' in cmd and cmd[cmd.index('--work-dir') + 1] == wd
+        with pytest.raises(SuiteError, match='partition'):
+            train_command(run, wd, launcher='slurm', suite_path=suite_path)
+        with pytest.raises(SuiteError, match='pytorch'):
+            train_command(run, wd, gpus=2, suite_path=suite_path)
+        with pytest.raises(SuiteError, match='config not found'):
+            train_command(SuiteRun(label='x', config='configs/nope.py'), wd,
+                          suite_path=suite_path)
+        with pytest.raises(SuiteError, match='config not found'):
+            train_command(run, wd)  # no suite file to search from, not in the cwd
+    finally:
+        os.chdir(cwd)
 
 
 # --------------------------------------------------------------------------- running
@@ -249,7 +265,7 @@ def test_dry_run_writes_nothing(tmp_path):
     runner.dry_run()
     text = out.getvalue()
     assert text.count('would run') == 5
-    assert 'tools/train.py' in text and 'custom_hooks.0.ti=50' in text
+    assert TRAIN_MODULE in text and 'custom_hooks.0.ti=50' in text
     assert not osp.exists(tmp_path / 'root')
 
 
@@ -299,12 +315,8 @@ def test_tool_help_and_dry_run(tmp_path):
     assert proc.returncode == 0
     for flag in ('--work-root', '--launcher', '--gpus', '--dry-run', '--only'):
         assert flag in proc.stdout
-    sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-    try:
-        import run_suite
-    finally:
-        sys.path.pop(0)
-    assert run_suite.main([DEMO_SUITE, '--dry-run', '--work-root',
-                           str(tmp_path / 'r')]) == 0
-    assert run_suite.main([str(tmp_path / 'missing.py')]) == 2
-    assert run_suite.main([DEMO_SUITE, '--gpus', '2', '--dry-run']) == 2
+    from lbc_mmdet.cli import run_suite
+    assert run_suite.cli([DEMO_SUITE, '--dry-run', '--work-root',
+                          str(tmp_path / 'r')]) == 0
+    assert run_suite.cli([str(tmp_path / 'missing.py')]) == 2
+    assert run_suite.cli([DEMO_SUITE, '--gpus', '2', '--dry-run']) == 2

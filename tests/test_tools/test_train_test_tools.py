@@ -195,8 +195,9 @@ def test_unsafe_checkpoint_needs_opt_in(demo_run, tiny_coco, tmp_path):
     args = [TEST, FASTER_DEMO, old, '--work-dir', str(tmp_path / 'w'),
             '--cfg-options'] + data_cfg_options(tiny_coco['out_dir']) + KEEP_ALL
     proc = _run(args, cwd=REPO_ROOT, check=False)
-    assert proc.returncode != 0
-    assert 'UnsafeCheckpointError' in proc.stderr
-    assert '--unsafe-load' in proc.stderr and old in proc.stderr
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error:')]
+    assert len(errors) == 1 and errors[0].startswith('error: refusing to load checkpoint')
+    assert '--unsafe-load' in errors[0] and old in errors[0]
     proc = _run(args + ['--unsafe-load'], cwd=REPO_ROOT)
     assert 'coco/bbox_mAP' in proc.stdout + proc.stderr

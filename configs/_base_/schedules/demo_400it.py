@@ -1,4 +1,5 @@
-# 400 iterations at batch 4 (~11 min for the dense R50-FPN demo on 2 CPU cores).
+# 400 iterations at batch 4 (~6 min for the dense R50-FPN demo on 2 idle CPU
+# cores, evaluation included).
 max_iters = 400
 
 train_cfg = dict(
@@ -17,11 +18,16 @@ param_scheduler = [
         gamma=0.1)
 ]
 
-# From scratch at batch 4, lr 0.02 without clipping diverges (NaN losses after
-# ~90 iterations); clipping the gradient norm keeps it stable.
+# AdamW, not the usual SGD: from scratch at batch 4 (measured on 2 CPU cores,
+# 400 iterations, 50 val images, bbox mAP):
+#   SGD lr 0.02                          -> NaN losses after ~90 iterations
+#   SGD lr 0.02, clip 35                 -> diverges (loss 8 by iteration 100)
+#   SGD lr 0.02, warm-up 100, clip 10    -> 0.098
+#   SGD lr 0.01, clip 35                 -> 0.202
+#   AdamW lr 2e-4 (4e-4), wd 0.05        -> 0.629 (0.627)
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001),
+    optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.05),
     clip_grad=dict(max_norm=35, norm_type=2))
 
 # The demo learning rate is tuned for batch 4 on one process.

@@ -4,4 +4,4 @@
 custom_imports = dict(imports=['lbc_mmdet'], allow_failed_imports=False)
 nm_conv_cfg = dict(type='ASPConv2d', n=2, m=4)
 custom_hooks = [dict(type='NMSparsityHook', ti=0, tf=None), dict(type='RNGStateHook'),
-                dict(type='TrainFlopsHook')]
+                dict(type='TrainFlopsHook'), dict(type='SafeCheckpointHook')]

@@ -9,6 +9,6 @@ custom_imports = dict(imports=['lbc_mmdet'], allow_failed_imports=False)
 nm_conv_cfg = dict(type='LBCConv2d', n=2, m=4)
 # ti=0, tf=None: candidates are removed from the start until half of training (the paper)
 custom_hooks = [dict(type='NMSparsityHook', ti=0, tf=None), dict(type='RNGStateHook'),
-                dict(type='TrainFlopsHook')]
+                dict(type='TrainFlopsHook'), dict(type='SafeCheckpointHook')]
 # finished layers take their scores out of the graph (they stop changing): DDP must allow it
 find_unused_parameters = True

@@ -1,5 +1,6 @@
 from .nm_sparsity_hook import NMSparsityHook
 from .rng_state_hook import RNGStateHook
+from .safe_checkpoint_hook import SafeCheckpointHook
 from .train_flops_hook import TrainFlopsHook
 
-__all__ = ['NMSparsityHook', 'RNGStateHook', 'TrainFlopsHook']
+__all__ = ['NMSparsityHook', 'RNGStateHook', 'SafeCheckpointHook', 'TrainFlopsHook']

@@ -1,18 +1,12 @@
 """``NMSparsityHook``: tells every N:M sparse layer where training is.
 
-The hook only decides *when*; each layer's method decides *what* (LBC removes candidates on
-the cubic schedule, ASP computes its mask once at ``ti``, BAME adapts its mask every ``T``
-iterations inside ``[ti, tf)``, SR-STE needs nothing). It also reports the layers left
-dense, and logs the sparsity state through MMEngine's message hub.
-
-With an ``EMAHook`` the averaged model must compute with the *same* masks as the live
-model: MMEngine's averaged models average only floating-point state and, with
-``update_buffers=True``, never update the other buffers after the first step (LBC's
-``alive``, ASP's ``mask``/``pruned``, BAME's ``mask``/``designated``/... would stay as they
-were at iteration 0, i.e. dense). The hook therefore copies every sparse layer's method
-state buffers (``nm_extra_state_names``) into the EMA model after each of its updates.
-The EMA weights themselves are averages of latent weights (masked-out values included), so
-use ``effective_weight()`` (``weight * mask``) of the EMA model, never its raw weights.
+The hook only decides *when* (``nm_update(state)`` after every iteration); each layer's
+method decides *what*. It lists the layers left dense and each method's notes at the start,
+reports layers initialised from a dense checkpoint, logs the sparsity state through
+MMEngine's message hub, and keeps an EMA model's masks equal to the live model's: MMEngine's
+averaged models average only floating-point state, so the methods' own buffers
+(``nm_extra_state_names``) are copied into the EMA model after each update. Use the EMA
+model's ``masked_weight()``, never its raw (averaged latent) weights.
 """
 from typing import Dict, List, Optional, Tuple
 
@@ -23,13 +17,24 @@ from mmengine.runner import EpochBasedTrainLoop
 
 from mmdet.registry import HOOKS
 
-from ...layers import NMScheduleState, NMSparseMixin
+from ...layers import NMScheduleState, NMSparseMixin, display_name, sparse_layers
 from ...nm import removal_schedule_error
 
 
-def _sparse_layers(model) -> List[Tuple[str, NMSparseMixin]]:
-    return [(name, mod) for name, mod in model.named_modules()
-            if isinstance(mod, NMSparseMixin)]
+def dense_init_summary(model) -> List[str]:
+    """One line per method whose layers were initialised from a dense checkpoint (a
+    checkpoint without the method's state, see ``NMSparseMixin``); clears the marks."""
+    by_method: Dict[str, List[NMSparseMixin]] = {}
+    for _, layer in sparse_layers(model):
+        if getattr(layer, 'nm_init_from_dense', False):
+            by_method.setdefault(layer.nm_method, []).append(layer)
+            layer.nm_init_from_dense = False
+    lines = []
+    for method, layers in sorted(by_method.items()):
+        names = ', '.join(layers[0].nm_state_tensors())
+        lines.append(f'initialised {display_name(method)} state ({names}) for '
+                     f'{len(layers)} layers from a dense checkpoint')
+    return lines
 
 
 @HOOKS.register_module()
@@ -38,14 +43,14 @@ class NMSparsityHook(Hook):
 
     Time ``t`` counts epochs for epoch-based loops and iterations for iteration-based
     loops. By default it advances after every iteration (fractional epochs), so a 12-epoch
-    schedule removes candidates smoothly; ``step_by_epoch=True`` only advances at epoch
-    ends, as in the paper.
+    schedule changes the masks smoothly; ``step_by_epoch=True`` only advances at epoch
+    ends, as in the paper. What ``ti`` and ``tf`` mean for each method is in
+    ``docs/methods.md``.
 
     Args:
-        ti (float): Start of the window (LBC: first removal; ASP: when the mask is
-            computed; BAME: first adaptation). Defaults to 0.
-        tf (float, optional): End of the window: LBC has one candidate left, BAME stops
-            adapting. Defaults to half of training, as in the paper.
+        ti (float): Start of the sparsification window. Defaults to 0.
+        tf (float, optional): End of the window. Defaults to half of training, as in the
+            LBC paper.
         step_by_epoch (bool): For epoch-based loops, advance ``t`` only at epoch ends.
             Defaults to False.
         log_interval (int): Iterations between log updates of the sparsity scalars.
@@ -78,6 +83,14 @@ class NMSparsityHook(Hook):
         self._ema_pairs: List[Tuple[NMSparseMixin, NMSparseMixin]] = []
 
     # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _model(runner):
+        return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
+    def _report_dense_init(self, runner) -> None:
+        for line in dense_init_summary(self._model(runner)):
+            runner.logger.info(line)
+
     @staticmethod
     def _by_epoch(runner) -> bool:
         # IterBasedTrainLoop also has a `max_epochs` (of 1): test the loop's type
@@ -162,8 +175,7 @@ class NMSparsityHook(Hook):
 
     # ------------------------------------------------------------------ hooks
     def before_run(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        self._layers = _sparse_layers(model)
+        self._layers = sparse_layers(self._model(runner))
         if not self._layers:
             raise RuntimeError(
                 'NMSparsityHook: the model has no N:M sparse layer. Give the backbone '
@@ -176,17 +188,22 @@ class NMSparsityHook(Hook):
         lines = [f'N:M sparsity: {len(eligible)} sparse layers ({", ".join(methods)} '
                  f'{", ".join(patterns)}), {len(dense)} left dense']
         lines += [f'  left dense: {n} ({l.nm_skip_reason})' for n, l in dense]
-        frozen = [n for n, l in eligible
-                  if getattr(l, 'scores', None) is not None
-                  and not l.scores.requires_grad]
-        if frozen:
-            lines.append(
-                f'  {len(frozen)} sparse layers sit in frozen stages (their scores '
-                'cannot learn): they rank candidates by weight magnitude: ' +
-                ', '.join(frozen))
+        notes: Dict[str, List[str]] = {}
+        for n, l in eligible:
+            for note in l.nm_warnings():
+                notes.setdefault(note, []).append(n)
+        lines += [f'  {len(names)} layers {note}: {", ".join(names)}'
+                  for note, names in notes.items()]
         runner.logger.info('\n'.join(lines))
 
+    def before_val(self, runner) -> None:
+        self._report_dense_init(runner)
+
+    def before_test(self, runner) -> None:
+        self._report_dense_init(runner)
+
     def before_train(self, runner) -> None:
+        self._report_dense_init(runner)
         total = self._total(runner)
         if self.tf is None:
             self.tf = total / 2.0

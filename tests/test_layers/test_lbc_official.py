@@ -9,7 +9,7 @@ import torch
 from mmdet.models.backbones import ResNet
 
 import lbc_mmdet  # noqa: F401
-from lbc_mmdet.convert import convert_official_lbc
+from lbc_mmdet.layers.lbc_official import convert_official_lbc
 
 @pytest.fixture(autouse=True)
 def _mmdet_scope():

@@ -4,7 +4,7 @@ semi-structured sparse (CUTLASS) kernels, and back.
 The matrix that is compressed is the layer's GEMM matrix (:func:`gemm_matrix`): a Linear
 weight ``[O, I]`` as it is, a Conv2d weight ``[O, I, kh, kw]`` as
 ``weight.permute(0, 2, 3, 1).reshape(O, kh * kw * I)`` (channels-last order), whose rows'
-consecutive groups of 4 are exactly the project's N:M groups (:mod:`.grouping`). Any N:M
+consecutive groups of 4 are exactly the project's N:M groups (:mod:`lbc_mmdet.nm.grouping`). Any N:M
 pattern with ``N <= 2`` and ``M`` a multiple of 4 (2:4, 1:4, 2:8, 1:16, ...) keeps at most 2
 non-zeros in every such group of 4, so it packs too.
 

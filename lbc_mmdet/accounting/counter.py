@@ -54,133 +54,13 @@ the sparse run relative to training the same model dense for the same iterations
 Nothing here imports mmengine; :class:`~lbc_mmdet.engine.hooks.TrainFlopsHook` is the
 thin MMEngine glue.
 """
-import math
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional
 
 import torch
 import torch.nn as nn
 
-#: the three matrix products of a training step, in the order of ``nm_train_densities``
-PASSES: Tuple[str, str, str] = ('forward', 'input_grad', 'weight_grad')
-#: densities of a dense layer
-DENSE_DENSITIES: Dict[str, float] = dict(forward=1.0, input_grad=1.0, weight_grad=1.0)
-#: the module types whose multiply-adds are counted
-COUNTED_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-                 nn.ConvTranspose3d, nn.Linear)
-
-
-# --------------------------------------------------------------------------- MACs
-def conv_macs(out_numel: int, in_channels: int, groups: int,
-              kernel_size: Iterable[int]) -> int:
-    """Dense multiply-adds of a convolution: ``out_numel * in_channels/groups * prod(k)``.
-
-    Args:
-        out_numel: Number of output elements (batch included).
-        in_channels: Input channels of the layer.
-        groups: Convolution groups.
-        kernel_size: The kernel's spatial size, e.g. ``(3, 3)``.
-    """
-    if in_channels % groups:
-        raise ValueError(f'in_channels={in_channels} is not divisible by groups={groups}')
-    return int(out_numel) * (in_channels // groups) * math.prod(int(k) for k in kernel_size)
-
-
-def transposed_conv_macs(in_numel: int, out_channels: int, groups: int,
-                         kernel_size: Iterable[int]) -> int:
-    """Dense multiply-adds of a transposed convolution: every input element is multiplied
-    by ``out_channels/groups * prod(k)`` weights."""
-    if out_channels % groups:
-        raise ValueError(
-            f'out_channels={out_channels} is not divisible by groups={groups}')
-    return int(in_numel) * (out_channels // groups) * math.prod(int(k) for k in kernel_size)
-
-
-def linear_macs(out_numel: int, in_features: int) -> int:
-    """Dense multiply-adds of a linear layer: ``out_numel * in_features``."""
-    return int(out_numel) * int(in_features)
-
-
-def is_counted(module: nn.Module) -> bool:
-    """Whether :func:`layer_macs` counts ``module`` (a conv / transposed conv / linear)."""
-    return isinstance(module, COUNTED_TYPES)
-
-
-def layer_macs(module: nn.Module, inputs: Tuple, output) -> int:
-    """Dense multiply-adds of one call of ``module`` (its forward hook's arguments).
-
-    Returns 0 for modules that are not counted or whose output is not a tensor.
-    """
-    if isinstance(module, nn.Linear):
-        if not torch.is_tensor(output):
-            return 0
-        return linear_macs(output.numel(), module.in_features)
-    if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        x = inputs[0] if inputs else None
-        if not torch.is_tensor(x):
-            return 0
-        return transposed_conv_macs(x.numel(), module.out_channels, module.groups,
-                                    module.kernel_size)
-    if isinstance(module, nn.modules.conv._ConvNd):
-        if not torch.is_tensor(output):
-            return 0
-        return conv_macs(output.numel(), module.in_channels, module.groups,
-                         module.kernel_size)
-    return 0
-
-
-# --------------------------------------------------------------------------- cost
-def check_densities(densities: Mapping[str, float], name: str = 'layer') -> Dict[str, float]:
-    """Validate what ``nm_train_densities()`` returned: the three passes, each in
-    ``[0, 1]``. Returns a plain ``dict`` of floats."""
-    missing = [p for p in PASSES if p not in densities]
-    if missing:
-        raise ValueError(f'{name}: nm_train_densities() must return the keys {PASSES}, '
-                         f'missing {missing} (got {dict(densities)})')
-    out = {p: float(densities[p]) for p in PASSES}
-    for p, v in out.items():
-        if not 0.0 <= v <= 1.0:  # also refuses NaN
-            raise ValueError(f'{name}: nm_train_densities()[{p!r}] must be in [0, 1], '
-                             f'got {v}')
-    return out
-
-
-def layer_densities(module: nn.Module, name: str = 'layer') -> Dict[str, float]:
-    """The module's densities: ``nm_train_densities()`` for a sparse layer, dense
-    ``(1, 1, 1)`` otherwise."""
-    fn = getattr(module, 'nm_train_densities', None)
-    if fn is None:
-        return dict(DENSE_DENSITIES)
-    return check_densities(fn(), name)
-
-
-def layer_group(module: nn.Module) -> str:
-    """Group name of a layer for the per-method breakdown: ``'<method> <N>:<M>'`` for an
-    eligible sparse layer (``'lbc 2:4'``), ``'dense'`` otherwise (plain layers and sparse
-    layers left dense)."""
-    if getattr(module, 'nm_eligible', False):
-        return f'{module.nm_method} {module.nm_n}:{module.nm_m}'
-    return 'dense'
-
-
-def train_cost(macs: float,
-               densities: Mapping[str, float],
-               input_grad: bool = True,
-               weight_grad: bool = True) -> float:
-    """Training multiply-adds of a layer: ``macs * (forward + input_grad + weight_grad)``.
-
-    Args:
-        macs: Dense forward multiply-adds.
-        densities: Fractions of the dense cost of each pass (``nm_train_densities()``).
-        input_grad: Count the input-gradient pass.
-        weight_grad: Count the weight-gradient pass.
-    """
-    return macs * (densities['forward'] + (densities['input_grad'] if input_grad else 0.0)
-                   + (densities['weight_grad'] if weight_grad else 0.0))
-
-
-def dense_train_cost(macs: float, input_grad: bool = True, weight_grad: bool = True) -> float:
-    """Training multiply-adds of the same layer dense: ``macs * 3`` by default."""
-    return train_cost(macs, DENSE_DENSITIES, input_grad, weight_grad)
+from .conventions import DENSE_DENSITIES, check_convention, layer_densities, layer_group
+from .macs import is_counted, layer_macs
 
 
 # --------------------------------------------------------------------------- totals
@@ -222,7 +102,7 @@ class _Layer:
         self.module = module
         self.type = type(module).__name__
         self.group = layer_group(module)
-        self.densities = dict(DENSE_DENSITIES)
+        self.densities: Optional[Dict[str, float]] = dict(DENSE_DENSITIES)
         self.it_forward = 0.0  # this iteration: dense forward MACs
         self.it_input = 0.0  # ... of the calls whose input gradient is counted
         self.it_weight = 0.0  # ... of the calls whose weight gradient is counted
@@ -255,6 +135,8 @@ class TrainFlopsCounter:
         backbone_prefix: Name prefix of the backbone's layers for :meth:`ratio`
             ``('backbone')``. Defaults to ``'backbone.'``.
         module_filter: Optional ``(name, module) -> bool`` restricting the counted layers.
+        convention: ``'hardware'`` (default) or ``'paper'``
+            (:mod:`lbc_mmdet.accounting.conventions`).
     """
 
     def __init__(self,
@@ -262,7 +144,9 @@ class TrainFlopsCounter:
                  exact_backward: bool = False,
                  density_interval: int = 1,
                  backbone_prefix: str = 'backbone.',
-                 module_filter: Optional[Callable[[str, nn.Module], bool]] = None) -> None:
+                 module_filter: Optional[Callable[[str, nn.Module], bool]] = None,
+                 convention: str = 'hardware') -> None:
+        self.convention = check_convention(convention)
         if int(density_interval) < 1:
             raise ValueError(f'density_interval must be >= 1, got {density_interval}')
         self.exact_backward = bool(exact_backward)
@@ -320,7 +204,7 @@ class TrainFlopsCounter:
     def refresh_densities(self) -> None:
         """Read every layer's current ``nm_train_densities()``."""
         for layer in self.layers:
-            layer.densities = layer_densities(layer.module, layer.name)
+            layer.densities = layer_densities(layer.module, layer.name, self.convention)
             layer.group = layer_group(layer.module)
         self._densities_read = True
 
@@ -337,7 +221,7 @@ class TrainFlopsCounter:
         self._counting = False
         it = _Totals()
         for layer in self.layers:
-            if not layer.it_forward:
+            if not layer.it_forward or layer.densities is None:
                 continue
             d = layer.densities
             t = layer.totals
@@ -381,6 +265,7 @@ class TrainFlopsCounter:
         sparse = [g for g in groups if g != 'dense']
         out = dict(
             iterations=self.iterations,
+            convention=self.convention,
             exact_backward=self.exact_backward,
             methods_present=sorted({g.split(' ')[0] for g in sparse}),
             patterns_present=sorted({g.split(' ')[1] for g in sparse}),
@@ -393,7 +278,7 @@ class TrainFlopsCounter:
             out['layers'] = [
                 dict(name=layer.name, type=layer.type, group=layer.group,
                      forward_macs_per_iter=layer.totals.forward_macs / it,
-                     ratio=layer.totals.ratio, last_densities=dict(layer.densities))
+                     ratio=layer.totals.ratio, last_densities=dict(layer.densities or {}))
                 for layer in self.layers if layer.totals.dense_train_macs
             ]
         return out

@@ -1,4 +1,7 @@
-"""Convert checkpoints of the official LBC code (github zyxxmu/LBC, ResNet-50).
+"""LBC's interoperability with the official code (github zyxxmu/LBC): its checkpoints, and
+its way of computing the mask (a benchmark variant).
+
+**Checkpoints** (ResNet-50, :func:`convert_official_lbc`).
 
 The official ResNet-50 checkpoint holds, for every sparse conv, ``<layer>.weight``,
 ``<layer>.alpha`` (``[G, C]`` scores, removed candidates stored as 0) and
@@ -10,13 +13,40 @@ The result is a backbone checkpoint for this project's ``LBCConv2d`` layers (mmd
 uses torchvision's key names): ``alpha -> scores`` with the columns reordered to this
 project's candidate order (``itertools.combinations(range(M), N)``), ``alive = alpha != 0``,
 ``index_list`` and ``fc`` dropped.
+
+**Mask computation** (:class:`OfficialStyleLBCConv2d`, registered as the benchmark
+variant ``lbc_official``): the official layer rebuilds its mask from the score matrix at
+every forward (``mask = (alive * scores != 0) @ table > 0``) where :class:`LBCConv2d`
+caches it until a removal; ``tools/benchmark_training.py`` times both.
 """
 import math
 from typing import Dict, Optional, Tuple
 
 import torch
 
-from ..nm import combination_table
+from ..nm import combination_table, from_groups
+from ..utils import strip_prefix
+from .lbc import LBCConv2d, _LBCMaskedWeight
+from .registry import register_variant
+
+
+class OfficialStyleLBCConv2d(LBCConv2d):
+    """LBC layer rebuilding its mask from the candidate matrix at every forward, as the
+    official code does (a benchmark baseline; the maths is :class:`LBCConv2d`'s)."""
+
+    def _nm_forward_weight(self) -> torch.Tensor:
+        sel = (self.scores.detach() * self.alive) != 0
+        groups = (sel.to(self._table.dtype) @ self._table) > 0
+        mask = from_groups(groups, self.weight.shape).to(self.weight.dtype)
+        if self.finished or not self.scores.requires_grad or not torch.is_grad_enabled():
+            return self.weight * mask
+        return _LBCMaskedWeight.apply(self.weight, self.scores, mask,
+                                      self.alive.to(self.scores.dtype), self._table,
+                                      self.nm_m)
+
+
+register_variant('lbc', 'lbc_official', dict(Conv2d=OfficialStyleLBCConv2d),
+                 'LBC, mask rebuilt from the scores at every forward (official style)')
 
 
 def _candidate_order(index_list: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -73,7 +103,7 @@ def convert_official_lbc(checkpoint: Dict,
         and the dropped keys.
     """
     sd = checkpoint.get('state_dict', checkpoint)
-    sd = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
+    sd = strip_prefix(sd)
     out: Dict[str, torch.Tensor] = {}
     report: Dict = dict(sparse_layers=[], dropped=[], pattern=None)
     patterns = set()

@@ -1,0 +1,9 @@
+"""High-level functions behind the tools: build a model from a config, load checkpoints
+strictly with clear errors, export a trained sparse checkpoint."""
+from .export import EXIT_REFUSED, export_checkpoint
+from .models import build_model, load_checkpoint_strict, load_dense_model, read_state_dict
+
+__all__ = [
+    'EXIT_REFUSED', 'export_checkpoint', 'build_model', 'load_checkpoint_strict',
+    'load_dense_model', 'read_state_dict'
+]

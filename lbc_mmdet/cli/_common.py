@@ -1,0 +1,58 @@
+"""What every tool shares: one ``error:`` line for the user's mistakes, ``--debug``."""
+import argparse
+import os
+import sys
+from typing import Callable, List, Optional, Sequence
+
+from ..errors import LBCError
+
+#: Environment variable that shows tracebacks (same as ``--debug``).
+DEBUG_ENV = 'LBC_MMDET_DEBUG'
+#: Exit status of a user error (bad config, checkpoint, dataset, pattern).
+EXIT_USER_ERROR = 2
+
+
+class ToolError(LBCError):
+    """A user-facing failure of a tool, with its exit status."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USER_ERROR):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def add_debug_arg(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--debug`` (show the traceback of errors) to ``parser``."""
+    parser.add_argument('--debug', action='store_true',
+                        help=f'show the full traceback of errors (or set {DEBUG_ENV}=1)')
+    return parser
+
+
+def debug_requested(argv: Optional[Sequence[str]] = None) -> bool:
+    """``--debug`` on the command line or ``LBC_MMDET_DEBUG=1``."""
+    argv = sys.argv[1:] if argv is None else argv
+    return '--debug' in argv or os.environ.get(DEBUG_ENV, '').strip().lower() in (
+        '1', 'true', 'yes', 'on')
+
+
+def format_error(err: BaseException) -> str:
+    """``error: <first line>`` and the further lines of the message indented."""
+    lines = str(err).strip().splitlines() or [type(err).__name__]
+    return '\n'.join([f'error: {lines[0]}'] + [f'  {ln.strip()}' for ln in lines[1:]])
+
+
+def run_tool(main: Callable[[Optional[List[str]]], Optional[int]],
+             argv: Optional[List[str]] = None) -> int:
+    """Run a tool's ``main(argv)``: a user error (:class:`~lbc_mmdet.errors.LBCError`, a
+    missing file) prints one ``error:`` line (its details indented below it) and returns
+    its exit status (2 unless the error says otherwise); ``--debug`` re-raises it.
+    Ctrl-C returns 130."""
+    try:
+        return int(main(argv) or 0)
+    except (LBCError, FileNotFoundError) as err:
+        if debug_requested(argv):
+            raise
+        print(format_error(err), file=sys.stderr)
+        return int(getattr(err, 'exit_code', EXIT_USER_ERROR))
+    except KeyboardInterrupt:
+        print('\ninterrupted', file=sys.stderr)
+        return 130

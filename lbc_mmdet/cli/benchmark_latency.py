@@ -1,0 +1,130 @@
+"""Time the backbone of an exported 2:4 model: dense kernels against 2:4 semi-structured
+sparse GEMMs (``tools/benchmark_latency.py``; see ``docs/deployment.md``).
+
+On a CUDA GPU with compute capability >= 8.0 the backbone is timed dense, with its convs
+lowered to GEMMs (dense masked weights) and with 2:4 semi-structured weights, per layer
+and end to end, in fp16 or bf16 on channels-last inputs. Elsewhere the tool says so in one
+line and times dense against the lowered model on the CPU in fp32 (no speed-up expected:
+no 2:4 kernel runs). CONFIG may be the dense or the sparse config; CHECKPOINT an exported
+checkpoint or a finished training checkpoint of CONFIG (exported in memory).
+"""
+import argparse
+import json
+import os.path as osp
+from typing import List, Optional, Tuple
+
+import torch
+from mmengine.config import DictAction
+
+from .. import __version__
+from ..apis import load_dense_model
+from ..deploy.latency import DTYPES, VARIANTS, markdown, run_benchmark
+from ..deploy.lowering import default_backend, semi_structured_support, to_semi_structured
+from ..engine.checkpoint import atomic_write
+from ._common import ToolError, add_debug_arg, run_tool
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """``'800'`` -> (800, 800); ``'800x1344'`` -> (800, 1344) (height x width)."""
+    try:
+        parts = [int(p) for p in text.lower().split('x')]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'bad input size {text!r} (use H or HxW)')
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f'bad input size {text!r} (use H or HxW)')
+    return parts[0], parts[1]
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Time dense vs 2:4 semi-structured sparse execution of the backbone '
+        'of an exported N:M model (CUDA, compute capability >= 8.0; elsewhere dense vs '
+        'masked GEMMs on the CPU in fp32).')
+    parser.add_argument('config', help='dense or sparse config of the model')
+    parser.add_argument('checkpoint', help='exported (or finished training) checkpoint')
+    parser.add_argument('--dtype', choices=sorted(DTYPES), default='fp16',
+                        help='GPU compute dtype (default: %(default)s; CPU runs fp32)')
+    parser.add_argument('--input-size', nargs='+', type=parse_size,
+                        default=[(800, 1344)], metavar='HxW',
+                        help='input sizes, H or HxW (default: 800x1344)')
+    parser.add_argument('--batch-size', nargs='+', type=int, default=[1],
+                        help='batch sizes (default: 1)')
+    parser.add_argument('--warmup', type=int, default=10,
+                        help='untimed runs before timing (default: %(default)s)')
+    parser.add_argument('--iters', type=int, default=50,
+                        help='timed runs; the median is reported (default: %(default)s)')
+    parser.add_argument('--kxk', choices=('im2col', 'dense'), default='im2col',
+                        help='k x k convs: lower via im2col, or leave them to the dense '
+                        'kernel (default: %(default)s)')
+    parser.add_argument('--backend', choices=('auto', 'cusparselt', 'cutlass'),
+                        default='auto', help='semi-structured backend (default: '
+                        'cuSPARSELt when available, else CUTLASS)')
+    parser.add_argument('--no-per-layer', action='store_true',
+                        help='only time the backbone end to end')
+    parser.add_argument('--out', default='work_dirs/benchmark_latency/latency.json',
+                        help='JSON output; markdown next to it (.md) '
+                        '(default: %(default)s)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    add_debug_arg(parser)
+    args = parser.parse_args(argv)
+    if args.warmup < 0 or args.iters < 1 or min(args.batch_size) < 1:
+        parser.error('need --warmup >= 0, --iters >= 1 and batch sizes >= 1')
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    ok, why = semi_structured_support()
+    if ok:
+        device, dtype = torch.device('cuda'), DTYPES[args.dtype]
+        backend = default_backend() if args.backend == 'auto' else args.backend
+        converter = (lambda w: to_semi_structured(w, backend))  # noqa: E731
+        note = f'2:4 semi-structured kernels on {why} via {backend}'
+        timer = 'CUDA events'
+        torch.backends.cudnn.benchmark = True
+    else:
+        device, dtype, converter = torch.device('cpu'), torch.float32, None
+        backend = None
+        note = (f'no CUDA GPU with compute capability >= 8.0 ({why}): 2:4 kernels not run; '
+                'timing dense vs masked model on CPU (fp32) instead')
+        timer = 'time.perf_counter'
+        print(note)
+    model = load_dense_model(args.config, args.checkpoint, args.cfg_options)
+    backbone = getattr(model, 'backbone', None)
+    if backbone is None:
+        raise ToolError('the model has no `backbone`')
+    settings = [(b, s) for b in args.batch_size for s in args.input_size]
+    bench = run_benchmark(backbone, settings, device, dtype,
+                          plan_dtype=DTYPES[args.dtype],
+                          backend=backend or (args.backend if args.backend != 'auto'
+                                              else 'cusparselt'),
+                          kxk=args.kxk, warmup=args.warmup, iters=args.iters,
+                          converter=converter, per_layer=not args.no_per_layer)
+    report = dict(
+        tool='lbc_mmdet tools/benchmark_latency.py', version=__version__,
+        config=args.config, checkpoint=osp.abspath(args.checkpoint),
+        device=str(device),
+        device_name=(torch.cuda.get_device_name(device) if device.type == 'cuda'
+                     else 'CPU'),
+        accelerated=converter is not None, accelerator_note=note,
+        dtype=str(dtype).replace('torch.', ''), requested_dtype=args.dtype,
+        backend=backend, kxk=args.kxk, warmup=args.warmup, iters=args.iters,
+        timer=timer, torch_version=torch.__version__, variants=VARIANTS,
+        **bench)
+    md_path = osp.splitext(args.out)[0] + '.md'
+    atomic_write(args.out, json.dumps(report, indent=2))
+    atomic_write(md_path, markdown(report))
+    print(f'wrote {args.out} and {md_path}')
+    return 0
+
+
+def cli(argv: Optional[List[str]] = None) -> int:
+    """``main`` with the tools' error handling."""
+    return run_tool(main, argv)
+
+
+if __name__ == '__main__':
+    raise SystemExit(cli())

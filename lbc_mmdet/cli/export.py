@@ -1,0 +1,48 @@
+"""Export a trained N:M sparse checkpoint to a checkpoint of the stock *dense* model
+(``tools/export.py``)."""
+import argparse
+from typing import List, Optional
+
+from mmengine.config import DictAction
+
+from ..apis.export import EXIT_REFUSED, export_checkpoint
+from ._common import EXIT_USER_ERROR, add_debug_arg, run_tool
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Export a trained N:M sparse checkpoint to a checkpoint of the dense '
+        "model: masks folded into the weights, the sparse method's state dropped. OUT "
+        'loads with strict=True into the model of the dense config (stock mmdet tools '
+        'and init_detector); a JSON report is written to OUT.json.',
+        epilog=f'exit status: 0 exported, {EXIT_REFUSED} refused (a layer is not exactly '
+        f'N:M), {EXIT_USER_ERROR} bad input (missing file, config/checkpoint mismatch). '
+        'example: python tools/export.py configs/faster_rcnn_lbc_2of4.py '
+        'work_dirs/faster_rcnn_lbc_2of4/epoch_12.pth work_dirs/export/frcnn_lbc_2of4.pth')
+    parser.add_argument('config', help='the sparse config the checkpoint was trained with')
+    parser.add_argument('checkpoint', help='the trained checkpoint (.pth)')
+    parser.add_argument('out', help='output checkpoint path (.pth)')
+    parser.add_argument('--report', default=None,
+                        help='JSON report path (default: OUT + ".json")')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value (as in tools/train.py)')
+    add_debug_arg(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_instance('lbc_mmdet_export', log_level='INFO')
+    export_checkpoint(args.config, args.checkpoint, args.out, args.report,
+                      args.cfg_options, logger=logger)
+    return 0
+
+
+def cli(argv: Optional[List[str]] = None) -> int:
+    """``main`` with the tools' error handling."""
+    return run_tool(main, argv)
+
+
+if __name__ == '__main__':
+    raise SystemExit(cli())

@@ -1,0 +1,74 @@
+"""Check that the weights of a checkpoint are N:M sparse, as stored
+(``tools/verify_nm.py``)."""
+import argparse
+import json
+import os.path as osp
+import pickle
+from typing import List, Optional
+
+from ..deploy.verify import DEFAULT_INCLUDE, verify_nm
+from ._common import ToolError, add_debug_arg, run_tool
+
+EXIT_NOT_NM = 1
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Check that the weights of a checkpoint are N:M sparse (at most N '
+        'non-zeros in every group of M consecutive input channels). The raw stored '
+        'weights are checked: export a training checkpoint first (tools/export.py).',
+        epilog=f'exit status: 0 all checked weights are N:M, {EXIT_NOT_NM} some are not '
+        '(listed) or none matched, 2 bad input. example: python tools/verify_nm.py '
+        'work_dirs/export/frcnn_lbc_2of4.pth --n 2 --m 4')
+    parser.add_argument('checkpoint', help='checkpoint (.pth): exported or not')
+    parser.add_argument('--n', type=int, required=True, help='non-zeros per group (N)')
+    parser.add_argument('--m', type=int, required=True, help='group size (M)')
+    parser.add_argument('--include', nargs='+', default=None, metavar='PATTERN',
+                        help='fnmatch patterns on state-dict keys to check (default: '
+                        f"{' '.join(DEFAULT_INCLUDE)})")
+    parser.add_argument('--all-layers', action='store_true',
+                        help='check every eligible weight (overrides --include)')
+    parser.add_argument('--json', default=None, metavar='PATH',
+                        help='also write the full result as JSON')
+    parser.add_argument('--max-list', type=int, default=20,
+                        help='offending layers listed at most (default: %(default)s)')
+    add_debug_arg(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import torch
+
+    from ..engine.checkpoint import atomic_write
+    args = parse_args(argv)
+    if not 0 < args.n < args.m:
+        raise ToolError(f'need 0 < n < m, got --n {args.n} --m {args.m}')
+    if not osp.isfile(args.checkpoint):
+        raise ToolError(f'checkpoint not found: {args.checkpoint}')
+    try:
+        checkpoint = torch.load(args.checkpoint, map_location='cpu', weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ToolError(f'cannot read {args.checkpoint} with torch.load(weights_only=True)'
+                        f': {str(err).splitlines()[0]}') from err
+    if not isinstance(checkpoint, dict):
+        raise ToolError(f'{args.checkpoint} is not a state dict / checkpoint dict')
+    result = verify_nm(checkpoint, args.n, args.m, include=args.include,
+                       all_layers=args.all_layers)
+    print(f'{args.checkpoint}: checking {args.n}:{args.m} on keys matching '
+          f'{result.include}')
+    print(result.summary(max_list=args.max_list))
+    if args.json:
+        atomic_write(args.json, json.dumps(dict(result.to_dict(),
+                                                checkpoint=osp.abspath(args.checkpoint)),
+                                           indent=2))
+        print(f'wrote {args.json}')
+    return 0 if result.ok else EXIT_NOT_NM
+
+
+def cli(argv: Optional[List[str]] = None) -> int:
+    """``main`` with the tools' error handling."""
+    return run_tool(main, argv)
+
+
+if __name__ == '__main__':
+    raise SystemExit(cli())
