@@ -10,10 +10,21 @@ from ._warnings import silence_pkg_resources_warning
 silence_pkg_resources_warning()  # before anything imports MMEngine
 
 from . import nm  # noqa: E402,F401  (plain torch; no registry)
-from .engine import (NMSparsityHook, RNGStateHook, SafeCheckpointHook,  # noqa: E402
-                     TrainFlopsHook, install_safe_checkpoints)
-from .layers import (NMScheduleState, NMSparseMixin, get_method,  # noqa: E402
-                     method_names, register_nm_layer, sparse_layers)
+from .engine import (  # noqa: E402
+                     NMSparsityHook,
+                     RNGStateHook,
+                     SafeCheckpointHook,
+                     TrainFlopsHook,
+                     install_safe_checkpoints,
+)
+from .layers import (  # noqa: E402
+                     NMScheduleState,
+                     NMSparseMixin,
+                     get_method,
+                     method_names,
+                     register_nm_layer,
+                     sparse_layers,
+)
 from .sparsify import build_sparsified, sparsify  # noqa: E402
 
 __version__ = '0.2.0'

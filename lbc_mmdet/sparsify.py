@@ -13,7 +13,6 @@ model for distributed training: the ``NMSparsify`` model builder does it at buil
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch.nn as nn
-
 from mmdet.registry import MODELS
 
 from .layers import NMSparseMixin, get_method, layer_class

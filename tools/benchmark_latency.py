@@ -1,4 +1,4 @@
-"""Time an exported model's backbone, dense against 2:4 sparse GEMMs (``--help`` for the options)."""
+"""Time an exported model's backbone, dense against 2:4 sparse GEMMs (``--help``)."""
 import os.path as osp
 import sys
 

@@ -1,5 +1,5 @@
 """Convert a checkpoint of the official LBC code (zyxxmu/LBC, ResNet-50) into a backbone
-checkpoint for this project's LBC layers (``--help`` for the options).
+checkpoint for this project's LBC layers (``--help``).
 
 Example::
 

@@ -1,4 +1,4 @@
-"""Export a trained N:M sparse checkpoint for the stock dense model (``--help`` for the options)."""
+"""Export a trained N:M sparse checkpoint for the stock dense model (``--help``)."""
 import os.path as osp
 import sys
 

@@ -1,4 +1,4 @@
-"""Generate the bundled synthetic COCO shapes dataset (``--help`` for the options)."""
+"""Generate the bundled synthetic COCO shapes dataset (``--help``)."""
 import os.path as osp
 import sys
 

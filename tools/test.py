@@ -1,4 +1,4 @@
-"""Test and evaluate a detector, mmdet 3.x conventions (``--help`` for the options)."""
+"""Test and evaluate a detector, mmdet 3.x conventions (``--help``)."""
 import os.path as osp
 import sys
 

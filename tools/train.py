@@ -1,4 +1,4 @@
-"""Train a detector, mmdet 3.x conventions (``--help`` for the options)."""
+"""Train a detector, mmdet 3.x conventions (``--help``)."""
 import os.path as osp
 import sys
 

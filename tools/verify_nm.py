@@ -1,4 +1,4 @@
-"""Check that the weights of a checkpoint are N:M sparse (``--help`` for the options)."""
+"""Check that the weights of a checkpoint are N:M sparse (``--help``)."""
 import os.path as osp
 import sys
 

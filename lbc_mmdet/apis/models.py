@@ -7,8 +7,12 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from ..deploy.export import NMExportError, compare_keys, export_sparse_state_dict, \
-    strip_sparse_layers
+from ..deploy.export import (
+    NMExportError,
+    compare_keys,
+    export_sparse_state_dict,
+    strip_sparse_layers,
+)
 from ..engine.config_path import resolve_config_path
 from ..errors import LBCError
 from ..layers import sparse_layers

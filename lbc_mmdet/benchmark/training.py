@@ -62,10 +62,9 @@ def build_model(entry: str, config: str, depth: int = 50, seed: int = 0,
     layers, in its training state at the start of a schedule window (``nm_update`` at
     ``t = ti = 0``: a mask computed once is computed, a mask that evolves has its first
     designation)."""
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-
-    from mmdet.registry import MODELS
     init_default_scope('mmdet')
     cfg = Config.fromfile(config)
     if depth != 50:
@@ -96,7 +95,8 @@ def make_batch(model, batch_size: int = 2, img_size: int = 128, seed: int = 0) -
     """One fixed synthetic batch, through the model's data preprocessor."""
     from mmdet.testing import demo_mm_inputs
     torch.manual_seed(seed)
-    data = demo_mm_inputs(batch_size=batch_size, image_shapes=[(3, img_size, img_size)] * batch_size,
+    data = demo_mm_inputs(batch_size=batch_size,
+                          image_shapes=[(3, img_size, img_size)] * batch_size,
                           num_items=[3] * batch_size, num_classes=3, with_mask=False)
     return model.data_preprocessor(data, True)
 

@@ -5,8 +5,13 @@ from typing import Optional
 
 from mmengine.config import Config
 
-from ..engine import (check_dataset_paths, install_safe_checkpoints, resolve_config_path,
-                      setup_cpu_distributed, validate_sparsity_cfg)
+from ..engine import (
+    check_dataset_paths,
+    install_safe_checkpoints,
+    resolve_config_path,
+    setup_cpu_distributed,
+    validate_sparsity_cfg,
+)
 
 #: The hook that makes checkpoints plain data (``SafeCheckpointHook``).
 SAFE_HOOK = 'SafeCheckpointHook'
@@ -54,7 +59,6 @@ def load_tool_config(config: str, phase: str, launcher: str = 'none',
 
 def build_runner(cfg: Config):
     """mmdet's way: the default Runner, or ``cfg.runner_type`` from the registry."""
-    from mmengine.runner import Runner
-
     from mmdet.registry import RUNNERS
+    from mmengine.runner import Runner
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

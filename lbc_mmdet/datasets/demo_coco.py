@@ -272,9 +272,10 @@ def validate_coco(ann_file: str, img_dir: Optional[str] = None) -> Dict[str, int
     Raises:
         ValueError: If a check fails.
     """
-    from pycocotools.coco import COCO
     import contextlib
     import io
+
+    from pycocotools.coco import COCO
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(ann_file)
     for ann in coco.loadAnns(coco.getAnnIds()):

@@ -9,10 +9,23 @@
 Command-line tools: ``tools/export.py``, ``tools/verify_nm.py``,
 ``tools/benchmark_latency.py`` (see ``docs/deployment.md``).
 """
-from .export import (NMExportError, compare_keys, export_sparse_state_dict,
-                     strip_sparse_layers, unfinished_layers)
-from .lowering import (GemmPlan, LoweredConv2d, im2col, lower_convs, plan_layer,
-                       plan_model, semi_structured_constraints, semi_structured_support)
+from .export import (
+                     NMExportError,
+                     compare_keys,
+                     export_sparse_state_dict,
+                     strip_sparse_layers,
+                     unfinished_layers,
+)
+from .lowering import (
+                     GemmPlan,
+                     LoweredConv2d,
+                     im2col,
+                     lower_convs,
+                     plan_layer,
+                     plan_model,
+                     semi_structured_constraints,
+                     semi_structured_support,
+)
 from .verify import DEFAULT_INCLUDE, VerifyResult, verify_nm
 
 __all__ = [

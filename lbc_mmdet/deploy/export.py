@@ -1,7 +1,8 @@
 """Export a trained N:M sparse model to the state dict of its *dense* counterpart.
 
 Every eligible sparse layer's mask is folded into its weight (``effective_weight()``) and
-the method's own state (every name in the layer's ``nm_extra_state_names``) is dropped, so the keys are
+the method's own state (every name in the layer's ``nm_extra_state_names``) is dropped,
+so the keys are
 those of the stock mmdet model built without ``conv_cfg``/``NMSparsify``: the exported
 checkpoint loads into it with ``strict=True`` and computes exactly what the sparse model
 computes in eval mode.

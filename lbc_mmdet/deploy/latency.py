@@ -169,7 +169,7 @@ def run_benchmark(backbone: nn.Module,
             msg += (f', sparse_2to4 {end_to_end["sparse_2to4_ms"]:.3f} ms '
                     f'(x{end_to_end["speedup_sparse_vs_dense"]:.2f})')
         log(msg)
-        del inputs
+        inputs.clear()
     return dict(plans=[p.to_dict() for p in plans], results=results)
 
 

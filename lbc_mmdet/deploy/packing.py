@@ -25,7 +25,8 @@ PyTorch's converter treats fp32 as 1:2 sparse (TF32 sparse tensor cores, pairs o
 values) which a 2:4 weight generally is not, so fp32 is packed here with the *same*
 metadata as fp16/bf16 and fp32 values in the same order (PyTorch's converter packs the
 position of each non-zero, which says which fp32 value goes to which slot): casting
-``values`` to fp16/bf16 gives that dtype's kernel operand. The fp16/bf16 kernels need the matrix padded; padding is added with zeros and
+``values`` to fp16/bf16 gives that dtype's kernel operand. The fp16/bf16 kernels need the
+matrix padded; padding is added with zeros and
 recorded (``padding``) so that :func:`unpack_2to4` returns the original weight.
 
 Round trip: :func:`unpack_2to4` returns every kept value bit-exactly; pruned positions come
@@ -37,7 +38,9 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch.sparse._semi_structured_conversions import (
-    sparse_semi_structured_from_dense_cutlass, sparse_semi_structured_to_dense_cutlass)
+    sparse_semi_structured_from_dense_cutlass,
+    sparse_semi_structured_to_dense_cutlass,
+)
 
 #: Name (and version) of the packed layout.
 LAYOUT = 'cutlass_2to4_v1'

@@ -1,9 +1,15 @@
 """MMEngine glue: hooks, safe and atomic checkpoints, config and dataset checks, CPU
 distributed training. Importing it changes nothing in MMEngine; see
 :func:`install_safe_checkpoints`."""
-from .checkpoint import (CorruptCheckpointError, UnsafeCheckpointError, allow_unsafe_load,
-                         atomic_torch_save, atomic_write, install_safe_checkpoints,
-                         uninstall_safe_checkpoints)
+from .checkpoint import (
+                         CorruptCheckpointError,
+                         UnsafeCheckpointError,
+                         allow_unsafe_load,
+                         atomic_torch_save,
+                         atomic_write,
+                         install_safe_checkpoints,
+                         uninstall_safe_checkpoints,
+)
 from .config_path import resolve_config_path
 from .cpu_dist import CPUDistributedDataParallel, setup_cpu_distributed
 from .data_check import DatasetNotFoundError, check_dataset_paths

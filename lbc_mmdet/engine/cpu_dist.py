@@ -10,7 +10,6 @@ makes ``torch.cuda.set_device`` a no-op in that process. With CUDA it changes no
 import torch
 from mmengine.config import Config
 from mmengine.model import MMDistributedDataParallel
-
 from mmengine.registry import MODEL_WRAPPERS  # Runner.wrap_model looks it up in the root
 
 

@@ -8,11 +8,28 @@ is one new file; methods defined elsewhere register when their module is importe
 import importlib
 import pkgutil
 
-from .base import (DENSE_DENSITIES, NMScheduleState, NMSparseConv2d, NMSparseLinear,
-                   NMSparseMixin, sparse_layers)
-from .registry import (DENSE, NMMethod, all_state_names, display_name, get_method,
-                       layer_class, method_names, plot_style, register_nm_layer,
-                       register_variant, sparse_layer_types, unregister_method)
+from .base import (
+    DENSE_DENSITIES,
+    NMScheduleState,
+    NMSparseConv2d,
+    NMSparseLinear,
+    NMSparseMixin,
+    sparse_layers,
+)
+from .registry import (
+    DENSE,
+    NMMethod,
+    all_state_names,
+    display_name,
+    get_method,
+    layer_class,
+    method_names,
+    plot_style,
+    register_nm_layer,
+    register_variant,
+    sparse_layer_types,
+    unregister_method,
+)
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
     if _info.name not in ('base', 'registry'):

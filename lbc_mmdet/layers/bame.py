@@ -69,8 +69,17 @@ import torch
 import torch.distributed as dist
 
 from ..errors import CheckpointMismatchError
-from ..nm import (CRITERIA, MAX_CODE_BITS, evolve_blocks, from_groups, mask_code,
-                  num_designated, oscillation_frequency, to_groups, topn_magnitude_mask)
+from ..nm import (
+    CRITERIA,
+    MAX_CODE_BITS,
+    evolve_blocks,
+    from_groups,
+    mask_code,
+    num_designated,
+    oscillation_frequency,
+    to_groups,
+    topn_magnitude_mask,
+)
 from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear, NMSparseMixin
 from .registry import register_nm_layer
 

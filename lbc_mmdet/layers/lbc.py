@@ -25,8 +25,16 @@ from typing import Dict, List, Tuple
 import torch
 import torch.nn as nn
 
-from ..nm import (assign_groups, candidate_magnitude, candidate_mask, combination_table,
-                  cubic_removed, grouped_product, num_combinations, to_groups)
+from ..nm import (
+    assign_groups,
+    candidate_magnitude,
+    candidate_mask,
+    combination_table,
+    cubic_removed,
+    grouped_product,
+    num_combinations,
+    to_groups,
+)
 from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear, NMSparseMixin
 from .registry import register_nm_layer
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Type
 
 import torch.nn as nn
-
 from mmdet.registry import MODELS
 
 #: The key of the dense baseline (no method) in suites and tables.

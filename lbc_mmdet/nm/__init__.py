@@ -3,18 +3,51 @@ mask evolution.
 
 Nothing here imports mmengine or mmdet, so it can be tested and reused on its own.
 """
-from .combinations import (MAX_COMBINATIONS, combination_table, num_combinations,
-                           validate_pattern)
-from .evolution import (CRITERIA, MAX_CODE_BITS, designate, designation_fraction,
-                        designation_scores, evolve_blocks, freeze_decision, lma_select,
-                        mask_code, mask_gain, num_designated, oscillated,
-                        oscillation_frequency, selection_scores)
-from .grouping import (assign_groups, from_groups, group_size_error, grouped_product,
-                       num_groups, to_groups)
-from .masks import (candidate_magnitude, candidate_mask, count_nonzero_per_group,
-                    is_nm_sparse, topn_magnitude_mask)
-from .schedule import (ceil_count, cubic_fraction, cubic_remaining, cubic_removed,
-                       removal_schedule_error, window_progress)
+from .combinations import (
+                           MAX_COMBINATIONS,
+                           combination_table,
+                           num_combinations,
+                           validate_pattern,
+)
+from .evolution import (
+                           CRITERIA,
+                           MAX_CODE_BITS,
+                           designate,
+                           designation_fraction,
+                           designation_scores,
+                           evolve_blocks,
+                           freeze_decision,
+                           lma_select,
+                           mask_code,
+                           mask_gain,
+                           num_designated,
+                           oscillated,
+                           oscillation_frequency,
+                           selection_scores,
+)
+from .grouping import (
+                           assign_groups,
+                           from_groups,
+                           group_size_error,
+                           grouped_product,
+                           num_groups,
+                           to_groups,
+)
+from .masks import (
+                           candidate_magnitude,
+                           candidate_mask,
+                           count_nonzero_per_group,
+                           is_nm_sparse,
+                           topn_magnitude_mask,
+)
+from .schedule import (
+                           ceil_count,
+                           cubic_fraction,
+                           cubic_remaining,
+                           cubic_removed,
+                           removal_schedule_error,
+                           window_progress,
+)
 
 __all__ = [
     'MAX_COMBINATIONS', 'combination_table', 'num_combinations', 'validate_pattern',

@@ -18,9 +18,19 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
-from .results import (RunResult, collect_run, format_duration, format_map,
-                      format_markdown, format_ratio, plot_results, read_result,
-                      training_finished, write_csv, write_result)
+from .results import (
+    RunResult,
+    collect_run,
+    format_duration,
+    format_map,
+    format_markdown,
+    format_ratio,
+    plot_results,
+    read_result,
+    training_finished,
+    write_csv,
+    write_result,
+)
 from .spec import Suite, SuiteError, SuiteRun, cfg_options_to_args, resolve_config
 
 LAUNCHERS = ('none', 'pytorch', 'slurm')

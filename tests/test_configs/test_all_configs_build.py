@@ -53,8 +53,8 @@ def test_config_builds_with_its_pattern(path):
     eligible = [layer for _, layer in layers if layer.nm_eligible]
     assert eligible, name
     n, m = map(int, re.search(r'_(\d+)of(\d+)', name).groups())
-    assert {(l.nm_method, l.nm_n, l.nm_m) for l in eligible} == {(method, n, m)}, name
+    assert {(lay.nm_method, lay.nm_n, lay.nm_m) for lay in eligible} == {(method, n, m)}, name
     # every backbone conv but the 3-channel stem is sparse
-    dense = [n_ for n_, l in layers if not l.nm_eligible]
+    dense = [n_ for n_, lay in layers if not lay.nm_eligible]
     assert all(d.endswith('conv1') and '.layer' not in d for d in dense), dense
-    assert any(n_.startswith('backbone.layer4') for n_, l in layers if l.nm_eligible)
+    assert any(n_.startswith('backbone.layer4') for n_, lay in layers if lay.nm_eligible)

@@ -99,8 +99,8 @@ def test_mask_config_specifics():
 def test_mask_model_builds_and_runs_a_train_step(tiny_coco):
     """The Mask R-CNN demo config trains a step and predicts masks."""
     import torch
-    from mmengine.registry import init_default_scope
     from mmdet.registry import DATASETS, MODELS
+    from mmengine.registry import init_default_scope
     cfg = Config.fromfile(MASK)
     init_default_scope('mmdet')
     ds_cfg = cfg.train_dataloader.dataset

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lbc_mmdet.datasets import (DEMO_CLASSES, make_demo_coco,
-                                validate_coco)
+from lbc_mmdet.datasets import DEMO_CLASSES, make_demo_coco, validate_coco
 from lbc_mmdet.datasets.demo_coco import STAMP_NAME
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

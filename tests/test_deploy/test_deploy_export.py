@@ -4,17 +4,19 @@ import os.path as osp
 
 import pytest
 import torch
-from lbc_mmdet.deploy.verify import verify_nm
 import torch.nn as nn
+from _common import SPARSE_LAYERS
+from deploy_helpers import build, finish_lbc, load_tool, run_tool
 from mmdet.structures import DetDataSample
 
-from lbc_mmdet.deploy.export import (NMExportError, compare_keys,
-                                     export_sparse_state_dict, strip_sparse_layers)
-from lbc_mmdet.layers import NMScheduleState
-from _common import SPARSE_LAYERS
-from lbc_mmdet.layers import sparse_layers
-
-from deploy_helpers import build, finish_lbc, load_tool, run_tool
+from lbc_mmdet.deploy.export import (
+    NMExportError,
+    compare_keys,
+    export_sparse_state_dict,
+    strip_sparse_layers,
+)
+from lbc_mmdet.deploy.verify import verify_nm
+from lbc_mmdet.layers import NMScheduleState, sparse_layers
 
 
 def predict(model, seed=0):

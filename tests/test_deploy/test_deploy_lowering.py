@@ -6,11 +6,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lbc_mmdet.deploy.lowering import (LoweredConv2d, im2col, lower_convs, plan_layer,
-                                       plan_model, semi_structured_constraints,
-                                       semi_structured_support)
-from lbc_mmdet.nm import from_groups, to_groups, topn_magnitude_mask
+from lbc_mmdet.deploy.lowering import (
+    LoweredConv2d,
+    im2col,
+    lower_convs,
+    plan_layer,
+    plan_model,
+    semi_structured_constraints,
+    semi_structured_support,
+)
 from lbc_mmdet.deploy.packing import gemm_matrix
+from lbc_mmdet.nm import from_groups, to_groups, topn_magnitude_mask
 
 GEOMETRIES = [
     # in, out, kernel, stride, padding, dilation, H, W

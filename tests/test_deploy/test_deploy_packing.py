@@ -2,12 +2,22 @@
 import pytest
 import torch
 from torch.sparse._semi_structured_conversions import (
-    sparse_semi_structured_from_dense_cutlass, sparse_semi_structured_to_dense_cutlass)
+    sparse_semi_structured_from_dense_cutlass,
+    sparse_semi_structured_to_dense_cutlass,
+)
 
+from lbc_mmdet.deploy.packing import (
+    COL_MULTIPLE,
+    LAYOUT,
+    ROW_MULTIPLE,
+    Packed2to4,
+    count_2to4_violations,
+    from_gemm_matrix,
+    gemm_matrix,
+    pack_2to4,
+    unpack_2to4,
+)
 from lbc_mmdet.nm import combination_table, from_groups, to_groups
-from lbc_mmdet.deploy.packing import (COL_MULTIPLE, LAYOUT, ROW_MULTIPLE, Packed2to4,
-                                  count_2to4_violations, from_gemm_matrix, gemm_matrix,
-                                  pack_2to4, unpack_2to4)
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32]
 BITS = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32}

@@ -1,21 +1,20 @@
 """Test helpers (not a test module): a toy N:M model and dataset for fast real-Runner runs,
 and ``RankDumpHook``, which saves every sparse layer's method state per rank (imported by
 the distributed test through ``custom_imports``)."""
-import os
 import os.path as osp
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmdet.registry import HOOKS
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel, is_model_wrapper
 from torch.utils.data import Dataset
 
-from mmdet.registry import HOOKS
-
 import lbc_mmdet
 from lbc_mmdet.nm import to_groups
+
 
 class ToyNet(BaseModel):
     """A few convs (channels multiples of 8) and a Linear; loss = MSE to a target."""

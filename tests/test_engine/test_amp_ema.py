@@ -12,14 +12,13 @@ import os.path as osp
 
 import pytest
 import torch
+from _common import SPARSE_LAYERS
+from _nm_toy import is_exact_nm, method_state, tiny_demo_cfg, toy_model, toy_runner_kwargs
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import lbc_mmdet
 from lbc_mmdet.datasets.demo_coco import make_demo_coco
-from _common import SPARSE_LAYERS
-
-from _nm_toy import is_exact_nm, method_state, tiny_demo_cfg, toy_model, toy_runner_kwargs
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MAX_ITERS = 8
@@ -161,5 +160,5 @@ def test_bf16_amp_one_iteration_of_the_lbc_detector(cpu_amp, tiny_data, tmp_path
     assert len(recorder.losses) == 1
     for key, value in recorder.losses[0].items():
         assert torch.isfinite(torch.tensor(value)), (key, value)
-    layers = [l for _, l in lbc_mmdet.sparse_layers(runner.model) if l.nm_eligible]
-    assert layers and all(is_exact_nm(l) for l in layers)
+    layers = [lay for _, lay in lbc_mmdet.sparse_layers(runner.model) if lay.nm_eligible]
+    assert layers and all(is_exact_nm(lay) for lay in layers)

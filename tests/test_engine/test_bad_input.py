@@ -9,18 +9,20 @@ import types
 import pytest
 import torch
 import torch.nn as nn
+from mmdet.registry import MODELS
+from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint, save_checkpoint
 
-import lbc_mmdet
 from lbc_mmdet import NMSparsityHook, sparsify
-from lbc_mmdet.engine import (CorruptCheckpointError, SparsityConfigError,
-                              validate_sparsity_cfg)
+from lbc_mmdet.engine import (
+    CorruptCheckpointError,
+    SparsityConfigError,
+    validate_sparsity_cfg,
+)
 from lbc_mmdet.layers.asp import ASPConv2d
 from lbc_mmdet.layers.bame import BAMEConv2d
 from lbc_mmdet.layers.lbc import LBCConv2d
 from lbc_mmdet.layers.srste import SRSTEConv2d
-from mmdet.registry import MODELS
-from mmengine.registry import init_default_scope
 
 init_default_scope('mmdet')  # build_conv_layer looks sparse layers up in mmdet's scope
 

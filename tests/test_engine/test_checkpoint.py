@@ -20,11 +20,16 @@ from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint, load_
 from mmengine.testing.runner_test_case import ToyDataset, ToyMetric, ToyModel
 
 import lbc_mmdet.engine.checkpoint as safe_ckpt
-from lbc_mmdet.engine.checkpoint import (UNSAFE_LOAD_ENV, AtomicLocalBackend,
-                                         UnsafeCheckpointError, atomic_write,
-                                         history_buffer_from_plain,
-                                         history_buffer_to_plain, plain_checkpoint,
-                                         restore_checkpoint)
+from lbc_mmdet.engine.checkpoint import (
+    UNSAFE_LOAD_ENV,
+    AtomicLocalBackend,
+    UnsafeCheckpointError,
+    atomic_write,
+    history_buffer_from_plain,
+    history_buffer_to_plain,
+    plain_checkpoint,
+    restore_checkpoint,
+)
 from lbc_mmdet.utils import to_plain
 
 SAFE_HOOK = dict(type='mmdet.SafeCheckpointHook')
@@ -41,8 +46,9 @@ def _installed_and_safe(monkeypatch):
 
 @pytest.fixture(scope='module', autouse=True)
 def _toy_registry():
-    import lbc_mmdet  # noqa: F401  (registers SafeCheckpointHook)
     from mmengine.registry import DATASETS, METRICS, MODELS
+
+    import lbc_mmdet  # noqa: F401  (registers SafeCheckpointHook)
     MODELS.register_module(module=ToyModel, force=True)
     METRICS.register_module(module=ToyMetric, force=True)
     DATASETS.register_module(module=ToyDataset, force=True)

@@ -4,8 +4,11 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from lbc_mmdet.engine import (DatasetNotFoundError, check_dataset_paths,
-                              resolve_config_path)
+from lbc_mmdet.engine import (
+    DatasetNotFoundError,
+    check_dataset_paths,
+    resolve_config_path,
+)
 from lbc_mmdet.engine.data_check import find_missing_dataset_paths
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

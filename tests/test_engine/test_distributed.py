@@ -11,11 +11,10 @@ import sys
 
 import pytest
 import torch
+from _nm_toy import tiny_demo_cfg
 
 from lbc_mmdet.datasets.demo_coco import make_demo_coco
 from lbc_mmdet.nm import candidate_mask, combination_table, from_groups, to_groups
-
-from _nm_toy import tiny_demo_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 HERE = osp.dirname(osp.abspath(__file__))

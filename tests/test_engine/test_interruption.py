@@ -5,12 +5,10 @@ import os.path as osp
 
 import pytest
 import torch
+from _common import SPARSE_LAYERS
+from _nm_toy import method_state, toy_model, toy_runner_kwargs
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
-
-from _common import SPARSE_LAYERS
-
-from _nm_toy import method_state, toy_model, toy_runner_kwargs
 
 MAX_ITERS, TF, CRASH_AFTER = 8, 6, 3  # checkpoints every 2: the crash loses iteration 3
 

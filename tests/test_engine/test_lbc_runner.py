@@ -1,10 +1,9 @@
 """LBC end to end in a real MMEngine Runner on a tiny bundled-style dataset:
 exact N:M at the end, alive counts never increase, COCO mAP computed, exact resume."""
 import copy
-import math
 import glob
+import math
 import os.path as osp
-import shutil
 
 import pytest
 import torch
@@ -92,7 +91,7 @@ def full_run(tiny_data, tmp_path_factory):
 
 def test_runner_ends_exactly_nm_and_alive_never_increases(full_run):
     runner, recorder, work_dir = full_run
-    layers = [(n, l) for n, l in lbc_mmdet.sparse_layers(runner.model) if l.nm_eligible]
+    layers = [(n, lay) for n, lay in lbc_mmdet.sparse_layers(runner.model) if lay.nm_eligible]
     assert len(layers) == 52  # every ResNet-50 conv but the stem
     assert not runner.model.backbone.conv1.nm_eligible
     for name, layer in layers:

@@ -10,12 +10,11 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
+from _common import SPARSE_LAYERS
 from mmdet.registry import MODELS
 
 from lbc_mmdet.layers import NMScheduleState
 from lbc_mmdet.layers.bame import BAMEConv2d, BAMELinear
-from _common import SPARSE_LAYERS
 
 PATTERNS = [(2, 4), (1, 4), (2, 8)]
 STATE_NAMES = {'mask', 'designated', 'frozen', 'code', 'prev_code', 'n_obs', 'osc_count',

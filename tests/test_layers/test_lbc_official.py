@@ -11,6 +11,7 @@ from mmdet.models.backbones import ResNet
 import lbc_mmdet  # noqa: F401
 from lbc_mmdet.layers.lbc_official import convert_official_lbc
 
+
 @pytest.fixture(autouse=True)
 def _mmdet_scope():
     from mmdet.utils import register_all_modules

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _common import SPARSE_LAYERS
 
 from lbc_mmdet.layers import NMScheduleState
 from lbc_mmdet.layers.srste import SRSTEConv2d, SRSTELinear
-from _common import SPARSE_LAYERS
 
 PATTERNS = [(2, 4), (2, 8), (1, 4), (1, 16)]
 

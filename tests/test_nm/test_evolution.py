@@ -4,10 +4,20 @@ import math
 import pytest
 import torch
 
-from lbc_mmdet.nm import (designate, designation_fraction, designation_scores,
-                          evolve_blocks, freeze_decision, lma_select, mask_code, mask_gain,
-                          num_designated, oscillated, oscillation_frequency,
-                          selection_scores)
+from lbc_mmdet.nm import (
+    designate,
+    designation_fraction,
+    designation_scores,
+    evolve_blocks,
+    freeze_decision,
+    lma_select,
+    mask_code,
+    mask_gain,
+    num_designated,
+    oscillated,
+    oscillation_frequency,
+    selection_scores,
+)
 
 
 def ref_rho(t, ti, tf, rho0):

@@ -5,9 +5,16 @@ import math
 import pytest
 import torch
 
-from lbc_mmdet.nm import (candidate_mask, combination_table, cubic_removed, from_groups,
-                          group_size_error, to_groups, topn_magnitude_mask,
-                          validate_pattern)
+from lbc_mmdet.nm import (
+    candidate_mask,
+    combination_table,
+    cubic_removed,
+    from_groups,
+    group_size_error,
+    to_groups,
+    topn_magnitude_mask,
+    validate_pattern,
+)
 
 
 @pytest.mark.parametrize('n,m', [(2, 4), (2, 8), (1, 4), (1, 16)])

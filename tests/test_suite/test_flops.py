@@ -7,14 +7,22 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from lbc_mmdet.layers.lbc import LBCConv2d
 from _common import SPARSE_LAYERS
+
+from lbc_mmdet.accounting import (
+    TrainFlopsCounter,
+    check_densities,
+    conv_macs,
+    dense_train_cost,
+    layer_densities,
+    layer_group,
+    layer_macs,
+    linear_macs,
+    train_cost,
+    transposed_conv_macs,
+)
+from lbc_mmdet.layers.lbc import LBCConv2d
 from lbc_mmdet.nm import combination_table
-from lbc_mmdet.accounting import (TrainFlopsCounter, check_densities, conv_macs,
-                                dense_train_cost, layer_densities, layer_group,
-                                layer_macs, linear_macs, train_cost,
-                                transposed_conv_macs)
 
 
 def _macs_of(module, x):

@@ -6,10 +6,20 @@ import os.path as osp
 
 import pytest
 
-from lbc_mmdet.suite.results import (RunResult, collect_metrics, collect_run,
-                                     format_duration, format_markdown, load_train_flops,
-                                     plot_results, read_result, table_rows,
-                                     training_finished, write_csv, write_result)
+from lbc_mmdet.suite.results import (
+    RunResult,
+    collect_metrics,
+    collect_run,
+    format_duration,
+    format_markdown,
+    load_train_flops,
+    plot_results,
+    read_result,
+    table_rows,
+    training_finished,
+    write_csv,
+    write_result,
+)
 
 
 def fake_run(work_dir, metrics, flops=None, timestamp='20260101_000000', extra_train=None,

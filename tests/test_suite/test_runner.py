@@ -11,8 +11,13 @@ import pytest
 
 from lbc_mmdet.suite.results import RunResult, read_result, write_result
 from lbc_mmdet.suite.runner import TRAIN_MODULE, SuiteRunner, train_command
-from lbc_mmdet.suite.spec import (SuiteError, SuiteRun, cfg_options_to_args, load_suite,
-                                  slugify)
+from lbc_mmdet.suite.spec import (
+    SuiteError,
+    SuiteRun,
+    cfg_options_to_args,
+    load_suite,
+    slugify,
+)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

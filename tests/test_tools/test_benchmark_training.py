@@ -23,7 +23,8 @@ def test_benchmark_training_json(tmp_path):
     proc = subprocess.run(
         [sys.executable, '-W', 'ignore', TOOL, '--iters', '1', '--warmup', '0', '--depth',
          '18', '--img-size', '64', '--batch-size', '1', '--removal-reps', '1', '--out',
-         out, '--goal', 'lbc=1.05', 'asp=1.10'], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+         out, '--goal', 'lbc=1.05', 'asp=1.10'], cwd=REPO_ROOT, env=env,
+        capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     with open(osp.join(out, 'results.json')) as f:
         res = json.load(f)

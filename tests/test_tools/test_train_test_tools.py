@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from _common import data_cfg_options
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

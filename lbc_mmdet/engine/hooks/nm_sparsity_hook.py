@@ -11,11 +11,10 @@ model's ``masked_weight()``, never its raw (averaged latent) weights.
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
-
-from mmdet.registry import HOOKS
 
 from ...layers import NMScheduleState, NMSparseMixin, display_name, sparse_layers
 from ...nm import removal_schedule_error
@@ -181,16 +180,16 @@ class NMSparsityHook(Hook):
                 'NMSparsityHook: the model has no N:M sparse layer. Give the backbone '
                 "`conv_cfg=dict(type='LBCConv2d', n=2, m=4)` (or another method's layer), "
                 "or build the model with type='NMSparsify'; see configs/_base_/.")
-        eligible = [(n, l) for n, l in self._layers if l.nm_eligible]
-        dense = [(n, l) for n, l in self._layers if not l.nm_eligible]
-        methods = sorted({l.nm_method for _, l in eligible})
-        patterns = sorted({f'{l.nm_n}:{l.nm_m}' for _, l in eligible})
+        eligible = [(n, lay) for n, lay in self._layers if lay.nm_eligible]
+        dense = [(n, lay) for n, lay in self._layers if not lay.nm_eligible]
+        methods = sorted({lay.nm_method for _, lay in eligible})
+        patterns = sorted({f'{lay.nm_n}:{lay.nm_m}' for _, lay in eligible})
         lines = [f'N:M sparsity: {len(eligible)} sparse layers ({", ".join(methods)} '
                  f'{", ".join(patterns)}), {len(dense)} left dense']
-        lines += [f'  left dense: {n} ({l.nm_skip_reason})' for n, l in dense]
+        lines += [f'  left dense: {n} ({lay.nm_skip_reason})' for n, lay in dense]
         notes: Dict[str, List[str]] = {}
-        for n, l in eligible:
-            for note in l.nm_warnings():
+        for n, lay in eligible:
+            for note in lay.nm_warnings():
                 notes.setdefault(note, []).append(n)
         lines += [f'  {len(names)} layers {note}: {", ".join(names)}'
                   for note, names in notes.items()]

@@ -16,9 +16,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
-
 from mmdet.registry import HOOKS
+from mmengine.hooks import Hook
 
 _KEY = 'rng_state'
 

@@ -1,7 +1,6 @@
 """``SafeCheckpointHook``: checkpoints as plain data, loaded safely, written atomically."""
-from mmengine.hooks import Hook
-
 from mmdet.registry import HOOKS
+from mmengine.hooks import Hook
 
 from ..checkpoint import install_safe_checkpoints, plain_checkpoint, restore_checkpoint
 

@@ -15,11 +15,10 @@ import os.path as osp
 import time
 from typing import Dict, Optional
 
+from mmdet.registry import HOOKS
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-
-from mmdet.registry import HOOKS
 
 from ...accounting import CONVENTIONS, TrainFlopsCounter
 from ..checkpoint import atomic_write
