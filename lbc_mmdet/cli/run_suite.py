@@ -5,13 +5,17 @@ Each run of SUITE_FILE is trained with ``python -m lbc_mmdet.cli.train`` (throug
 ``torch.distributed.run`` with ``--launcher pytorch``, ``srun`` with ``slurm``) in its own
 work dir under the work root; runs whose results exist are skipped. Then ``results.md``
 (tables laid out like the paper's Tables 2 and 3), ``results.csv`` and ``results.png``
-(mAP against the training-FLOPs ratio) are written into the work root.
+(mAP against the training-FLOPs ratio) are written into the work root. Every run trains
+once per seed of the suite; a ``finetune`` suite first trains (or reuses) its dense
+pre-training and starts every run from it.
 """
 import argparse
 import os.path as osp
 import signal
 import sys
 from typing import List, Optional
+
+from mmengine.config import DictAction
 
 from ..suite.runner import LAUNCHERS, SuiteRunner
 from ..suite.spec import load_suite
@@ -39,6 +43,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--only', nargs='+', metavar='LABEL',
                         help='train only these runs (labels, or their work-dir names such '
                         'as lbc_2of4); the tables still show every run that has results')
+    parser.add_argument('--seeds', nargs='+', type=int, metavar='SEED',
+                        help="train only these of the suite's seeds (the tables show "
+                        'every seed that has results)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help='extra --cfg-options for every training of the suite, the '
+                        'pre-training included (e.g. dataset paths)')
     parser.add_argument('--force', action='store_true',
                         help='re-train runs whose results already exist')
     parser.add_argument('--resume', action='store_true',
@@ -65,7 +75,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     suite = load_suite(args.suite)
     runner = SuiteRunner(suite, work_root=args.work_root, launcher=args.launcher,
                          gpus=args.gpus, partition=args.partition, only=args.only,
-                         force=args.force, resume=args.resume, quiet=args.quiet)
+                         seeds=args.seeds, force=args.force, resume=args.resume,
+                         quiet=args.quiet, cfg_options=args.cfg_options)
     if args.launcher == 'none' and args.gpus > 1:
         raise ToolError('--gpus > 1 needs --launcher pytorch (or slurm)')
     if args.dry_run:

@@ -11,31 +11,23 @@ run's work dir:
 - ``<work_dir>/<timestamp>/train_flops.json`` (:class:`TrainFlopsHook`, end of training).
 - ``<work_dir>/results.json``: a run's collected result, written by the suite runner.
 
-:func:`format_markdown`, :func:`write_csv` and :func:`plot_results` turn a list of
-:class:`RunResult` into ``results.md``, ``results.csv`` and ``results.png``.
+:mod:`lbc_mmdet.suite.report` turns a list of :class:`RunResult` into ``results.md``,
+``results.csv`` and ``results.png``.
 """
-import csv
 import json
-import math
 import os
 import os.path as osp
 import re
-import textwrap
 from dataclasses import asdict, dataclass, field, fields
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 from ..engine.checkpoint import atomic_write
-from ..layers import DENSE, display_name, plot_style
+from ..layers import DENSE
 
 RESULTS_FILE = 'results.json'
 FLOPS_FILE = 'train_flops.json'
 _TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
 
-#: CSV columns (metrics as mmdet writes them: fractions in [0, 1])
-CSV_COLUMNS = ('label', 'model', 'method', 'pattern', 'status', 'bbox_mAP', 'bbox_mAP_50',
-               'bbox_mAP_75', 'segm_mAP', 'segm_mAP_50', 'segm_mAP_75', 'flops_ratio',
-               'backbone_flops_ratio', 'iterations', 'wall_time_s', 'train_time_s',
-               'config', 'work_dir')
 
 
 @dataclass
@@ -61,6 +53,9 @@ class RunResult:
     train_time_s: Optional[float] = None
     returncode: Optional[int] = None
     log_file: str = ''
+    seed: Optional[int] = None
+    paper_flops_ratio: Optional[float] = None
+    paper: Dict[str, float] = field(default_factory=dict)
 
     def metric(self, name: str) -> Optional[float]:
         """A COCO metric by short name (``'bbox_mAP'``); looks up ``coco/<name>`` first,
@@ -166,13 +161,15 @@ def collect_run(label: str, work_dir: str, model: str = '', method: str = DENSE,
     flops = load_train_flops(work_dir)
     if flops is not None:
         result.flops_ratio = _float(flops.get('ratio'))
+        result.paper_flops_ratio = _float(flops.get('paper_ratio'))
         result.backbone_flops_ratio = _float(flops.get('backbone_ratio'))
         result.iterations = flops.get('iterations')
         result.train_time_s = _float(flops.get('train_time_s'))
     elif method == DENSE:
-        result.flops_ratio = result.backbone_flops_ratio = 1.0
+        result.flops_ratio = result.backbone_flops_ratio = result.paper_flops_ratio = 1.0
     elif 'flops_ratio' in scalars:
         result.flops_ratio = scalars['flops_ratio']
+        result.paper_flops_ratio = scalars.get('flops_ratio_paper')
     if result.iterations is None and 'iter' in scalars:
         result.iterations = int(scalars['iter'])
     result.status = 'done' if result.metrics else 'missing'
@@ -210,170 +207,4 @@ def write_result(result: RunResult, work_dir: Optional[str] = None) -> str:
     os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, RESULTS_FILE)
     atomic_write(path, json.dumps(result.to_dict(), indent=2))
-    return path
-
-
-# --------------------------------------------------------------------------- formatting
-def method_name(method: str) -> str:
-    """How a method is shown (its registered display name, ``'Baseline'`` for dense)."""
-    return display_name(method)
-
-
-def format_duration(seconds: Optional[float]) -> str:
-    """``'1h 02m'``, ``'3m 05s'``, ``'42s'``; ``'-'`` for None."""
-    if seconds is None or not math.isfinite(seconds):
-        return '-'
-    s = int(round(seconds))
-    if s >= 3600:
-        return f'{s // 3600}h {s % 3600 // 60:02d}m'
-    if s >= 60:
-        return f'{s // 60}m {s % 60:02d}s'
-    return f'{s}s'
-
-
-def format_map(value: Optional[float]) -> str:
-    """A COCO mAP fraction as the paper prints it (percent, one decimal)."""
-    return '-' if value is None else f'{100.0 * value:.1f}'
-
-
-def format_ratio(value: Optional[float]) -> str:
-    """A training-FLOPs ratio as ``'0.65×'``."""
-    return '-' if value is None else f'{value:.2f}×'
-
-
-def group_by_model(results: Sequence[RunResult]) -> Dict[str, List[RunResult]]:
-    """Results per model, models in order of first appearance."""
-    groups: Dict[str, List[RunResult]] = {}
-    for r in results:
-        groups.setdefault(r.model or 'Model', []).append(r)
-    return groups
-
-
-def has_masks(results: Iterable[RunResult]) -> bool:
-    """Whether any result holds a mask metric (the table then has Box and Mask mAP)."""
-    return any(r.metric('segm_mAP') is not None for r in results)
-
-
-def table_rows(results: Sequence[RunResult]) -> List[List[str]]:
-    """Header and rows of the table of one model: ``Model | Method | N:M Pattern |
-    FLOPs (Train) | mAP`` (Table 2) or ``... | Box mAP | Mask mAP`` (Table 3), then the
-    backbone's training-FLOPs ratio and the wall time."""
-    masks = has_masks(results)
-    header = ['Model', 'Method', 'N:M Pattern', 'FLOPs (Train)']
-    header += ['Box mAP', 'Mask mAP'] if masks else ['mAP']
-    header += ['FLOPs (Train, backbone)', 'Wall time']
-    rows = [header]
-    for r in results:
-        row = [r.model or '-', method_name(r.method), r.pattern or '-']
-        if r.status == 'done':
-            row.append(format_ratio(r.flops_ratio))
-            row.append(format_map(r.metric('bbox_mAP')))
-            if masks:
-                row.append(format_map(r.metric('segm_mAP')))
-            row.append(format_ratio(r.backbone_flops_ratio))
-            row.append(format_duration(
-                r.wall_time_s if r.wall_time_s is not None else r.train_time_s))
-        else:
-            note = 'failed' if r.status == 'failed' else 'not run'
-            row += [note] * (len(header) - len(row))
-        rows.append(row)
-    return rows
-
-
-def markdown_table(rows: List[List[str]]) -> str:
-    """Rows (header first) as a markdown table."""
-    lines = ['| ' + ' | '.join(rows[0]) + ' |',
-             '|' + '|'.join(['---'] * len(rows[0])) + '|']
-    lines += ['| ' + ' | '.join(row) + ' |' for row in rows[1:]]
-    return '\n'.join(lines)
-
-
-def format_markdown(results: Sequence[RunResult], title: str = 'Benchmark results',
-                    note: str = '') -> str:
-    """``results.md``: one table per model, as the paper's Tables 2 (Faster R-CNN, mAP)
-    and 3 (Mask R-CNN, Box and Mask mAP)."""
-    parts = [f'# {title}', '']
-    if note:
-        parts += [note, '']
-    for model, group in group_by_model(results).items():
-        parts += [f'## {model}', '', markdown_table(table_rows(group)), '']
-    parts += [
-        'mAP: COCO mAP@[.5:.95] (x100) of the last evaluation. FLOPs (Train): training '
-        'multiply-adds of every conv/linear layer (forward, input gradient and weight '
-        'gradient) relative to training the same model dense for the same iterations '
-        '(`TrainFlopsHook`, docs/benchmark.md); FLOPs (Train, backbone): the same for the '
-        'backbone only. Wall time: the whole training command (evaluation included).', '']
-    return '\n'.join(parts)
-
-
-def write_csv(results: Sequence[RunResult], path: str) -> str:
-    """``results.csv``: one row per run (metrics as fractions, times in seconds)."""
-    with open(path, 'w', newline='') as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        for r in results:
-            values = dict(label=r.label, model=r.model, method=r.method, pattern=r.pattern,
-                          status=r.status, flops_ratio=r.flops_ratio,
-                          backbone_flops_ratio=r.backbone_flops_ratio,
-                          iterations=r.iterations, wall_time_s=r.wall_time_s,
-                          train_time_s=r.train_time_s, config=r.config,
-                          work_dir=r.work_dir)
-            for name in ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'segm_mAP',
-                         'segm_mAP_50', 'segm_mAP_75'):
-                values[name] = r.metric(name)
-            writer.writerow(['' if values[c] is None else values[c] for c in CSV_COLUMNS])
-    return path
-
-
-def plot_results(results: Sequence[RunResult], path: str, title: str = '') -> Optional[str]:
-    """``results.png``: mAP against the training-FLOPs ratio, one panel per model, one
-    marker per method (box mAP filled; mask mAP hollow where present). Returns the path,
-    or None when no run has both numbers."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    groups = {m: [r for r in g if r.status == 'done' and r.flops_ratio is not None
-                  and r.metric('bbox_mAP') is not None]
-              for m, g in group_by_model(results).items()}
-    groups = {m: g for m, g in groups.items() if g}
-    if not groups:
-        return None
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2),
-                             squeeze=False)
-    for ax, (model, group) in zip(axes[0], groups.items()):
-        seen = set()
-        for r in group:
-            key = str(r.method).lower()
-            marker, color = plot_style(key)
-            name = method_name(r.method)
-            ax.scatter(r.flops_ratio, 100 * r.metric('bbox_mAP'), marker=marker,
-                       color=color, s=90 if marker == '*' else 55, zorder=3,
-                       label=name if name not in seen else None)
-            seen.add(name)
-            text = r.pattern if r.pattern and r.pattern != '-' else ''
-            if text:
-                ax.annotate(text, (r.flops_ratio, 100 * r.metric('bbox_mAP')),
-                            textcoords='offset points', xytext=(5, 4), fontsize=8)
-            segm = r.metric('segm_mAP')
-            if segm is not None:
-                ax.scatter(r.flops_ratio, 100 * segm, marker=marker, facecolors='none',
-                           edgecolors=color, s=55, zorder=3)
-        ylabel = 'mAP (x100)'
-        if any(r.metric('segm_mAP') is not None for r in group):
-            ylabel = 'Box mAP (filled) / Mask mAP (hollow)'
-        ax.set_xlabel('training FLOPs / dense training FLOPs')
-        ax.set_ylabel(ylabel)
-        ax.set_title(model)
-        ax.grid(True, alpha=0.3)
-        xs = [r.flops_ratio for r in group]
-        lo, hi = min(xs + [1.0]), max(xs + [1.0])
-        pad = max(0.05, 0.1 * (hi - lo))
-        ax.set_xlim(lo - pad, hi + pad)
-        ax.legend(fontsize=8, loc='best')
-    if title:
-        fig.suptitle(textwrap.fill(title, 55 * len(groups)), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

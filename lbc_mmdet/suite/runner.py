@@ -1,13 +1,15 @@
-"""Run a benchmark suite: train every listed run with ``python -m lbc_mmdet.cli.train``,
-one after the other, then collect the results into ``results.md`` / ``results.csv`` /
-``results.png`` (the suite file format: :mod:`lbc_mmdet.suite.spec`).
+"""Run a benchmark suite: train every (run, seed) with ``python -m lbc_mmdet.cli.train``,
+one after the other (after the dense pre-training of a ``finetune`` suite), then write
+``results.md`` / ``results.csv`` / ``results.png`` (:mod:`lbc_mmdet.suite.report`; the
+suite file format: :mod:`lbc_mmdet.suite.spec`).
 
-Each run trains in ``<work_root>/<slug>`` (``'LBC 2:4'`` -> ``lbc_2of4``; a run may set
-``work_dir``), its output is streamed and tee'd to ``<work_dir>/suite_train.log``, and its
-collected result is saved as ``<work_dir>/results.json``. A run whose ``results.json``
-says ``done`` is skipped (``--force`` re-runs it), and so is a run trained outside the
-suite whose work dir holds a ``train_flops.json`` (written when training ends) and COCO
-metrics.
+Each (run, seed) trains in ``<work_root>/<slug>/seed<seed>`` (``'LBC 2:4'`` ->
+``lbc_2of4``; a run may set ``work_dir``), with ``randomness.seed=<seed>`` and, under
+``finetune``, ``load_from=<the pre-training's last checkpoint>``. Its output is streamed
+and tee'd to ``suite_train.log`` in its work dir, and its collected result saved as
+``results.json`` there. A (run, seed) whose ``results.json`` says ``done`` is skipped
+(``--force`` re-runs it); so is a pre-training whose ``last_checkpoint`` and final
+evaluation exist.
 """
 import os
 import os.path as osp
@@ -16,68 +18,23 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
+from ..engine.checkpoint import atomic_write
+from .commands import LAUNCHERS, TRAIN_MODULE, last_checkpoint, train_command  # noqa: F401
+from .report import format_duration, format_map, format_markdown, plot_results, write_csv
 from .results import (
     RunResult,
+    collect_metrics,
     collect_run,
-    format_duration,
-    format_map,
-    format_markdown,
-    format_ratio,
-    plot_results,
     read_result,
     training_finished,
-    write_csv,
     write_result,
 )
-from .spec import Suite, SuiteError, SuiteRun, cfg_options_to_args, resolve_config
+from .spec import Suite, SuiteError, SuiteRun, resolve_config
 
-LAUNCHERS = ('none', 'pytorch', 'slurm')
 LOG_FILE = 'suite_train.log'
-#: the training entry point every run calls
-TRAIN_MODULE = 'lbc_mmdet.cli.train'
-
-
-# --------------------------------------------------------------------------- commands
-def train_command(run: SuiteRun,
-                  work_dir: str,
-                  launcher: str = 'none',
-                  gpus: int = 1,
-                  python: str = sys.executable,
-                  suite_path: Optional[str] = None,
-                  partition: Optional[str] = None,
-                  resume: bool = False) -> Tuple[List[str], Dict[str, str]]:
-    """The command (and extra environment) that trains ``run`` into ``work_dir``."""
-    config = resolve_config(run.config, suite_path)
-    tail = ['--work-dir', work_dir]
-    if resume:
-        tail.append('--resume')
-    opts = cfg_options_to_args(run.cfg_options, run.label)
-    if opts:
-        tail += ['--cfg-options'] + opts
-    env = {'PYTHONUNBUFFERED': '1'}
-    if launcher == 'none':
-        if gpus > 1:
-            raise SuiteError('--gpus > 1 needs --launcher pytorch (or slurm)')
-        cmd = [python, '-m', TRAIN_MODULE, config] + tail
-    elif launcher == 'pytorch':
-        port = os.environ.get('PORT', '29500')
-        cmd = [python, '-m', 'torch.distributed.run', f'--nproc_per_node={gpus}',
-               f'--master_port={port}', '-m', TRAIN_MODULE, config, '--launcher',
-               'pytorch'] + tail
-    elif launcher == 'slurm':
-        if not partition:
-            raise SuiteError('--launcher slurm needs --partition')
-        per_node = min(gpus, 8)
-        cmd = ['srun', '-p', partition, f'--job-name={run.slug}', f'--gres=gpu:{per_node}',
-               f'--ntasks={gpus}', f'--ntasks-per-node={per_node}',
-               f'--cpus-per-task={os.environ.get("CPUS_PER_TASK", "5")}',
-               '--kill-on-bad-exit=1', python, '-u', '-m', TRAIN_MODULE, config,
-               '--launcher', 'slurm'] + tail
-    else:
-        raise SuiteError(f'unknown launcher {launcher!r}; choose from {LAUNCHERS}')
-    return cmd, env
 
 
 # --------------------------------------------------------------------------- running
@@ -85,8 +42,20 @@ def _stamp() -> str:
     return time.strftime('%H:%M:%S')
 
 
+@dataclass
+class Job:
+    """One training of a suite: a run with a seed (``seed`` None: the pre-training)."""
+    run: SuiteRun
+    seed: Optional[int]
+
+    @property
+    def name(self) -> str:
+        return self.run.label if self.seed is None else f'{self.run.label} (seed {self.seed})'
+
+
 class SuiteRunner:
-    """Train the runs of a :class:`Suite` one after the other and collect the results.
+    """Train the (run, seed) jobs of a :class:`Suite` one after the other and collect
+    the results.
 
     Args:
         suite: The loaded suite.
@@ -97,9 +66,12 @@ class SuiteRunner:
         gpus: GPUs per run for the distributed launchers.
         partition: Slurm partition.
         only: Labels (or their slugs) to train; the others are only collected.
-        force: Re-run runs whose results exist.
-        resume: Resume unfinished runs from their last checkpoint.
+        seeds: Train only these of the suite's seeds.
+        force: Re-run jobs whose results exist (not the pre-training).
+        resume: Resume unfinished jobs from their last checkpoint.
         quiet: Do not stream the training output (it is still written to the log).
+        cfg_options: Extra ``--cfg-options`` for every job and the pre-training (e.g. data
+            paths), applied last.
         out: Where progress goes (default ``sys.stdout``).
     """
 
@@ -110,9 +82,11 @@ class SuiteRunner:
                  gpus: int = 1,
                  partition: Optional[str] = None,
                  only: Optional[Sequence[str]] = None,
+                 seeds: Optional[Sequence[int]] = None,
                  force: bool = False,
                  resume: bool = False,
                  quiet: bool = False,
+                 cfg_options: Optional[Dict[str, object]] = None,
                  python: str = sys.executable,
                  out: Optional[TextIO] = None) -> None:
         if launcher not in LAUNCHERS:
@@ -128,9 +102,15 @@ class SuiteRunner:
         self.force = force
         self.resume = resume
         self.quiet = quiet
+        self.extra_options = dict(cfg_options or {})
         self.python = python
         self.out = out or sys.stdout
         self.selected = self._select(only)
+        unknown = sorted(set(seeds or ()) - set(suite.seeds))
+        if unknown:
+            raise SuiteError(f'--seeds: {unknown} are not seeds of the suite '
+                             f'({suite.seeds})')
+        self.seeds = list(seeds) if seeds else list(suite.seeds)
 
     def _select(self, only: Optional[Sequence[str]]) -> List[SuiteRun]:
         if not only:
@@ -149,31 +129,69 @@ class SuiteRunner:
         self.out.write(f'[suite {_stamp()}] {msg}\n')
         self.out.flush()
 
-    def work_dir(self, run: SuiteRun) -> str:
-        if run.work_dir:
-            return osp.abspath(run.work_dir)
-        return osp.join(self.work_root, run.slug)
+    # ------------------------------------------------------------------ where, what
+    def work_dir(self, run: SuiteRun, seed: Optional[int] = None) -> str:
+        """``<work_root>/<slug>/seed<seed>`` (the run's own ``work_dir`` replaces the first
+        part)."""
+        base = osp.abspath(run.work_dir) if run.work_dir else osp.join(self.work_root,
+                                                                       run.slug)
+        return base if seed is None else osp.join(base, f'seed{seed}')
 
-    def is_complete(self, run: SuiteRun) -> bool:
-        """Whether the run's results exist (``results.json`` with status ``done``, or a
-        training finished outside the suite)."""
+    @property
+    def pretrain_run(self) -> Optional[SuiteRun]:
+        pre = self.suite.pretrain
+        if pre is None:
+            return None
+        return SuiteRun(label=pre.label, config=pre.config, cfg_options=pre.cfg_options,
+                        work_dir=pre.work_dir or osp.join(self.work_root, 'pretrain'))
+
+    def pretrain_checkpoint(self) -> Optional[str]:
+        """The pre-training's checkpoint once it has finished (trained and evaluated)."""
+        run = self.pretrain_run
+        if run is None:
+            return None
         wd = self.work_dir(run)
+        ckpt = last_checkpoint(wd)
+        return ckpt if ckpt and collect_metrics(wd) else None
+
+    def jobs(self) -> List[Job]:
+        """The selected runs, each once per seed."""
+        return [Job(run, seed) for run in self.selected for seed in self.seeds]
+
+    def options(self, job: Job) -> Dict[str, object]:
+        """The job's ``--cfg-options``: the run's, then the seed, the pre-trained weights
+        (``finetune``) and the runner's extra options."""
+        opts = dict(job.run.cfg_options)
+        if job.seed is None:  # the pre-training
+            opts['randomness.seed'] = self.suite.pretrain.seed
+        else:
+            opts['randomness.seed'] = job.seed
+            if self.suite.protocol == 'finetune':
+                ckpt = self.pretrain_checkpoint()
+                opts['load_from'] = ckpt or '<the pre-training checkpoint>'
+        opts.update(self.extra_options)
+        return opts
+
+    def is_complete(self, job: Job) -> bool:
+        """Whether the job's results exist (``results.json`` with status ``done``, or a
+        training finished outside the suite)."""
+        wd = self.work_dir(job.run, job.seed)
         result = read_result(wd)
         if result is not None:
             return result.status == 'done'
         return training_finished(wd)
 
-    def plan(self) -> List[Tuple[SuiteRun, str]]:
-        """``(run, 'run' | 'skip')`` for the selected runs."""
-        return [(run, 'skip' if (not self.force and self.is_complete(run)) else 'run')
-                for run in self.selected]
+    def plan(self) -> List[Tuple[Job, str]]:
+        """``(job, 'run' | 'skip')`` for the selected jobs."""
+        return [(job, 'skip' if (not self.force and self.is_complete(job)) else 'run')
+                for job in self.jobs()]
 
-    def command(self, run: SuiteRun) -> Tuple[List[str], Dict[str, str]]:
-        wd = self.work_dir(run)
+    def command(self, job: Job) -> Tuple[List[str], Dict[str, str]]:
+        wd = self.work_dir(job.run, job.seed)
         resume = self.resume and osp.isfile(osp.join(wd, 'last_checkpoint'))
-        return train_command(run, wd, self.launcher, self.gpus, self.python,
+        return train_command(job.run, wd, self.launcher, self.gpus, self.python,
                              suite_path=self.suite.path, partition=self.partition,
-                             resume=resume)
+                             resume=resume, options=self.options(job))
 
     # ------------------------------------------------------------------ one run
     def _stream(self, cmd: List[str], env: Dict[str, str], log_path: str) -> int:
@@ -199,13 +217,14 @@ class SuiteRunner:
                 _terminate(proc)
                 raise
 
-    def run_one(self, run: SuiteRun, index: int = 1, total: int = 1) -> RunResult:
-        """Train one run, collect and save its result."""
-        wd = self.work_dir(run)
+    def run_one(self, job: Job, index: int = 1, total: int = 1) -> RunResult:
+        """Train one job, collect and save its result."""
+        run = job.run
+        wd = self.work_dir(run, job.seed)
         os.makedirs(wd, exist_ok=True)
-        cmd, env = self.command(run)
+        cmd, env = self.command(job)
         log_path = osp.join(wd, LOG_FILE)
-        self.say(f'({index}/{total}) {run.label}: start -> {wd}\n'
+        self.say(f'({index}/{total}) {job.name}: start -> {wd}\n'
                  f'    {shlex.join(cmd)}\n    log: {log_path}')
         start = time.time()
         rc = self._stream(cmd, env, log_path)
@@ -215,33 +234,54 @@ class SuiteRunner:
         result.wall_time_s = wall
         result.returncode = rc
         result.log_file = log_path
+        result.seed = job.seed
+        result.paper = dict(run.paper)
         result.status = 'done' if rc == 0 and result.metrics else 'failed'
         write_result(result, wd)
         if result.status == 'done':
-            self.say(f'({index}/{total}) {run.label}: done in {format_duration(wall)} '
-                     f'(bbox mAP {format_map(result.metric("bbox_mAP"))}, '
-                     f'FLOPs (Train) {format_ratio(result.flops_ratio)})')
+            self.say(f'({index}/{total}) {job.name}: done in {format_duration(wall)} '
+                     f'(bbox mAP {format_map(result.metric("bbox_mAP"))})')
         else:
             why = f'exit code {rc}' if rc else 'no COCO metric found'
-            self.say(f'({index}/{total}) {run.label}: FAILED after '
+            self.say(f'({index}/{total}) {job.name}: FAILED after '
                      f'{format_duration(wall)} ({why}); see {log_path}')
         return result
 
+    def ensure_pretrain(self) -> Optional[str]:
+        """Train the dense pre-training of a ``finetune`` suite unless it exists; its
+        checkpoint (None for ``scratch``)."""
+        run = self.pretrain_run
+        if run is None:
+            return None
+        ckpt = self.pretrain_checkpoint()
+        if ckpt is not None:
+            self.say(f'{run.label}: reusing {ckpt}')
+            return ckpt
+        result = self.run_one(Job(run, None), 0, 0)
+        ckpt = self.pretrain_checkpoint()
+        if result.status != 'done' or ckpt is None:
+            raise SuiteError(f'{run.label} failed (no checkpoint and evaluation in '
+                             f'{self.work_dir(run)}); see {result.log_file}')
+        return ckpt
+
     # ------------------------------------------------------------------ suite
     def collect(self) -> List[RunResult]:
-        """The results of every run of the suite (selected or not), in suite order."""
+        """The results of every (run, seed) of the suite (selected or not), in suite
+        order."""
         results = []
         for run in self.suite.runs:
-            wd = self.work_dir(run)
-            result = read_result(wd)
-            if result is None:
-                result = collect_run(run.label, wd, model=run.model, method=run.method,
-                                     pattern=run.pattern, config=run.config)
-            # the suite file decides how the run is shown
-            result.label, result.model = run.label, run.model
-            result.method, result.pattern, result.config = run.method, run.pattern, run.config
-            result.work_dir = wd
-            results.append(result)
+            for seed in self.suite.seeds:
+                wd = self.work_dir(run, seed)
+                result = read_result(wd)
+                if result is None:
+                    result = collect_run(run.label, wd, model=run.model, method=run.method,
+                                         pattern=run.pattern, config=run.config)
+                # the suite file decides how the run is shown
+                result.label, result.model = run.label, run.model
+                result.method, result.pattern = run.method, run.pattern
+                result.config, result.work_dir = run.config, wd
+                result.seed, result.paper = seed, dict(run.paper)
+                results.append(result)
         return results
 
     def write_reports(self, results: Sequence[RunResult]) -> Dict[str, Optional[str]]:
@@ -249,8 +289,10 @@ class SuiteRunner:
         os.makedirs(self.work_root, exist_ok=True)
         title = self.suite.title or f'Benchmark suite: {self.suite.name}'
         md = osp.join(self.work_root, 'results.md')
-        with open(md, 'w') as f:
-            f.write(format_markdown(results, title=title, note=self.suite.note))
+        atomic_write(md, format_markdown(results, title=title, note=self.suite.note,
+                                         baseline=self.suite.baseline_label,
+                                         protocol=self.suite.protocol,
+                                         seeds=self.suite.seeds))
         csv_path = write_csv(results, osp.join(self.work_root, 'results.csv'))
         try:
             png = plot_results(results, osp.join(self.work_root, 'results.png'), title)
@@ -262,39 +304,50 @@ class SuiteRunner:
     def dry_run(self) -> None:
         """Print what would run, write nothing."""
         plan = self.plan()
-        self.say(f'dry run of {self.suite.path}: {len(plan)} runs, work root '
-                 f'{self.work_root}')
-        for i, (run, action) in enumerate(plan, 1):
-            wd = self.work_dir(run)
+        self.say(f'dry run of {self.suite.path} ({self.suite.protocol}, seeds '
+                 f'{self.seeds}): {len(plan)} jobs, work root {self.work_root}')
+        pre = self.pretrain_run
+        if pre is not None:
+            ckpt = self.pretrain_checkpoint()
+            if ckpt:
+                self.say(f'{pre.label}: reuse {ckpt}')
+            else:
+                cmd, _ = self.command(Job(pre, None))
+                self.say(f'{pre.label}: would run first\n    {shlex.join(cmd)}')
+        for i, (job, action) in enumerate(plan, 1):
+            wd = self.work_dir(job.run, job.seed)
             if action == 'skip':
-                self.say(f'({i}/{len(plan)}) {run.label}: skip (results exist in {wd})')
+                self.say(f'({i}/{len(plan)}) {job.name}: skip (results exist in {wd})')
                 continue
-            cmd, env = self.command(run)
+            cmd, env = self.command(job)
             extra = ' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items()
                              if k != 'PYTHONUNBUFFERED')
-            self.say(f'({i}/{len(plan)}) {run.label}: would run\n    '
+            self.say(f'({i}/{len(plan)}) {job.name}: would run\n    '
                      f'{(extra + " ") if extra else ""}{shlex.join(cmd)}')
 
     def run(self) -> Tuple[List[RunResult], List[RunResult]]:
-        """Train the runs that need it, then write the reports.
+        """Train what needs it (the pre-training first), then write the reports.
 
         Returns:
-            (every run's result, the results of the runs that failed in this call)
+            (every job's result, the results of the jobs that failed in this call)
         """
         plan = self.plan()
-        for run, _ in plan:  # fail before training anything on a missing config
-            resolve_config(run.config, self.suite.path)
+        for job, _ in plan:  # fail before training anything on a missing config
+            resolve_config(job.run.config, self.suite.path)
         todo = sum(1 for _, a in plan if a == 'run')
-        self.say(f'{self.suite.path}: {len(plan)} runs ({todo} to train, '
-                 f'{len(plan) - todo} with results), work root {self.work_root}')
+        self.say(f'{self.suite.path} ({self.suite.protocol}, seeds {self.seeds}): '
+                 f'{len(plan)} jobs ({todo} to train, {len(plan) - todo} with results), '
+                 f'work root {self.work_root}')
         start = time.time()
+        if todo:
+            self.ensure_pretrain()
         failed = []
-        for i, (run, action) in enumerate(plan, 1):
+        for i, (job, action) in enumerate(plan, 1):
             if action == 'skip':
-                self.say(f'({i}/{len(plan)}) {run.label}: skip (results exist in '
-                         f'{self.work_dir(run)})')
+                self.say(f'({i}/{len(plan)}) {job.name}: skip (results exist in '
+                         f'{self.work_dir(job.run, job.seed)})')
                 continue
-            result = self.run_one(run, i, len(plan))
+            result = self.run_one(job, i, len(plan))
             if result.status != 'done':
                 failed.append(result)
         results = self.collect()

@@ -1,18 +1,24 @@
-"""Suite files: the list of runs of a benchmark (read with MMEngine's ``Config`` or as
-YAML/JSON), validated, and their ``--cfg-options``.
+"""Suite files: the runs of a benchmark (read with MMEngine's ``Config`` or as YAML/JSON),
+validated, and their ``--cfg-options``.
 
-A suite file::
+A suite file (every key but ``suite`` optional; ``docs/benchmark.md``)::
 
     suite = [
         dict(label='LBC 2:4', config='configs/demo/faster_rcnn_r50_fpn_lbc_2of4_demo.py',
              method='lbc', pattern='2:4', model='Faster R-CNN',
-             cfg_options={'train_cfg.max_iters': 120}),
+             cfg_options={'model.backbone.conv_cfg.n': 2},
+             paper=dict(bbox_mAP=38.5)),      # the paper's COCO figure (x100), shown beside
         ...
     ]
-    # optional, for every run (a run's own cfg_options win):
-    cfg_options = {'default_hooks.checkpoint.interval': 120}
-    title = 'Demo suite'                 # heading of results.md
-    note = 'Synthetic data, CPU.'        # paragraph under the heading
+    protocol = 'finetune'      # 'scratch' (default): every run from random initialisation;
+                               # 'finetune': every run from the `pretrain` checkpoint
+    pretrain = dict(config='configs/demo/faster_rcnn_r50_fpn_dense_demo.py',
+                    cfg_options={...}, work_dir='work_dirs/pretrain/frcnn')  # finetune
+    seeds = [0, 1, 2]          # every run is trained once per seed
+    baseline = 'Dense (continued)'   # the row differences are taken to (default: the
+                                     # first dense run)
+    cfg_options = {...}        # for every run (a run's own cfg_options win)
+    title, note = '...', '...' # heading and paragraph of results.md
     work_root = 'work_dirs/suite/demo'   # default work root (--work-root wins)
 
 In YAML the same keys sit at the top level (or the file is just the list of runs). A run's
@@ -29,8 +35,12 @@ from ..errors import LBCError
 from ..layers import DENSE
 from ..utils import to_plain
 
-RUN_KEYS = ('label', 'config', 'method', 'pattern', 'model', 'cfg_options', 'work_dir')
-SUITE_KEYS = ('suite', 'cfg_options', 'title', 'note', 'work_root')
+RUN_KEYS = ('label', 'config', 'method', 'pattern', 'model', 'cfg_options', 'work_dir',
+            'paper')
+SUITE_KEYS = ('suite', 'cfg_options', 'title', 'note', 'work_root', 'protocol', 'seeds',
+              'pretrain', 'baseline')
+PRETRAIN_KEYS = ('config', 'cfg_options', 'work_dir', 'seed')
+PROTOCOLS = ('scratch', 'finetune')
 
 
 class SuiteError(LBCError, ValueError):
@@ -40,7 +50,7 @@ class SuiteError(LBCError, ValueError):
 # --------------------------------------------------------------------------- suite file
 @dataclass
 class SuiteRun:
-    """One run of a suite (see the module docstring)."""
+    """One run (a row of the tables) of a suite (see the module docstring)."""
     label: str
     config: str
     method: str = DENSE
@@ -48,10 +58,21 @@ class SuiteRun:
     model: str = ''
     cfg_options: Dict[str, object] = field(default_factory=dict)
     work_dir: Optional[str] = None
+    paper: Dict[str, float] = field(default_factory=dict)
 
     @property
     def slug(self) -> str:
         return slugify(self.label)
+
+
+@dataclass
+class Pretrain:
+    """The dense pre-training of a ``finetune`` suite (trained once, reused)."""
+    config: str
+    cfg_options: Dict[str, object] = field(default_factory=dict)
+    work_dir: Optional[str] = None
+    seed: int = 0
+    label: str = 'Dense pre-training'
 
 
 @dataclass
@@ -62,10 +83,21 @@ class Suite:
     title: str = ''
     note: str = ''
     work_root: Optional[str] = None
+    protocol: str = 'scratch'
+    seeds: List[int] = field(default_factory=lambda: [0])
+    pretrain: Optional[Pretrain] = None
+    baseline: Optional[str] = None
 
     @property
     def name(self) -> str:
         return osp.splitext(osp.basename(self.path))[0]
+
+    @property
+    def baseline_label(self) -> Optional[str]:
+        """The label of the row the others are compared with (None: no comparison)."""
+        if self.baseline:
+            return self.baseline
+        return next((r.label for r in self.runs if r.method == DENSE), None)
 
 
 def slugify(label: str) -> str:
@@ -91,12 +123,60 @@ def _read_suite_file(path: str) -> dict:
     raise SuiteError(f'{path}: a suite file must be .py, .yaml, .yml or .json')
 
 
+def _options(value, where: str) -> Dict[str, object]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SuiteError(f'{where}: `cfg_options` must be a dict')
+    return flatten_options(value)
+
+
+def _seeds(value, path: str) -> List[int]:
+    seeds = [0] if value is None else value
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if (not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds)
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)):
+        raise SuiteError(f'{path}: `seeds` must be a non-empty list of distinct integers, '
+                         f'got {value!r}')
+    return list(seeds)
+
+
+def _paper(value, where: str) -> Dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
+        raise SuiteError(f'{where}: `paper` must map metric names (bbox_mAP, segm_mAP) to '
+                         f'numbers, got {value!r}')
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _pretrain(value, path: str, protocol: str) -> Optional[Pretrain]:
+    if protocol != 'finetune':
+        if value is not None:
+            raise SuiteError(f'{path}: `pretrain` is only used by protocol=\'finetune\'')
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get('config'), str):
+        raise SuiteError(f'{path}: protocol=\'finetune\' needs `pretrain = dict(config='
+                         '..., cfg_options=..., work_dir=...)` (the dense pre-training)')
+    bad = [k for k in value if k not in PRETRAIN_KEYS]
+    if bad:
+        raise SuiteError(f'{path}: pretrain: unknown keys {bad}; allowed: '
+                         f'{list(PRETRAIN_KEYS)}')
+    pre = Pretrain(config=value['config'],
+                   cfg_options=_options(value.get('cfg_options'), f'{path}: pretrain'),
+                   work_dir=value.get('work_dir'), seed=int(value.get('seed', 0)))
+    cfg_options_to_args(pre.cfg_options, f'{path}: pretrain')
+    return pre
+
+
 def load_suite(path: str) -> Suite:
     """Read and validate a suite file.
 
     Raises:
-        FileNotFoundError: No such file.
-        ValueError: A malformed suite (the message says which run and key).
+        SuiteError: No such file, or a malformed suite (the message says which run and
+            key).
     """
     if not osp.isfile(path):
         raise SuiteError(f'suite file not found: {path}')
@@ -111,9 +191,11 @@ def load_suite(path: str) -> Suite:
     entries = data['suite']
     if not isinstance(entries, (list, tuple)) or not entries:
         raise SuiteError(f'{path}: `suite` must be a non-empty list of runs')
-    common = data.get('cfg_options') or {}
-    if not isinstance(common, dict):
-        raise SuiteError(f'{path}: `cfg_options` must be a dict')
+    protocol = str(data.get('protocol') or 'scratch')
+    if protocol not in PROTOCOLS:
+        raise SuiteError(f'{path}: `protocol` must be one of {list(PROTOCOLS)}, got '
+                         f'{protocol!r}')
+    common = _options(data.get('cfg_options'), path)
     runs, slugs = [], {}
     for i, entry in enumerate(entries):
         where = f'{path}: suite[{i}]'
@@ -125,26 +207,31 @@ def load_suite(path: str) -> Suite:
         for key in ('label', 'config'):
             if not isinstance(entry.get(key), str) or not entry[key].strip():
                 raise SuiteError(f'{where}: `{key}` (a non-empty string) is required')
-        opts = entry.get('cfg_options') or {}
-        if not isinstance(opts, dict):
-            raise SuiteError(f'{where}: `cfg_options` must be a dict')
-        merged = dict(flatten_options(common))
-        merged.update(flatten_options(opts))
+        merged = dict(common)
+        merged.update(_options(entry.get('cfg_options'), where))
         method = str(entry.get('method') or DENSE).lower()
         run = SuiteRun(label=entry['label'].strip(), config=entry['config'],
                        method=method,
                        pattern=str(entry.get('pattern') or
                                    ('-' if method == DENSE else '?')),
                        model=str(entry.get('model') or ''), cfg_options=merged,
-                       work_dir=entry.get('work_dir'))
+                       work_dir=entry.get('work_dir'),
+                       paper=_paper(entry.get('paper'), where))
         cfg_options_to_args(run.cfg_options, where)  # fail early on unsupported values
         if run.slug in slugs:
             raise SuiteError(f'{where}: label {run.label!r} gives the same work dir name '
                              f'{run.slug!r} as {slugs[run.slug]!r}; labels must differ')
         slugs[run.slug] = run.label
         runs.append(run)
-    return Suite(path=path, runs=runs, title=str(data.get('title') or ''),
-                 note=str(data.get('note') or ''), work_root=data.get('work_root'))
+    suite = Suite(path=path, runs=runs, title=str(data.get('title') or ''),
+                  note=str(data.get('note') or ''), work_root=data.get('work_root'),
+                  protocol=protocol, seeds=_seeds(data.get('seeds'), path),
+                  pretrain=_pretrain(data.get('pretrain'), path, protocol),
+                  baseline=data.get('baseline'))
+    if suite.baseline and suite.baseline not in slugs.values():
+        raise SuiteError(f'{path}: `baseline` {suite.baseline!r} is not a label of the '
+                         'suite')
+    return suite
 
 
 # --------------------------------------------------------------------------- cfg options

@@ -1,23 +1,15 @@
-"""Results collection, tables, CSV and plot from synthetic work dirs."""
-import csv
+"""Results collection from synthetic work dirs (what one training wrote)."""
 import json
 import os
 import os.path as osp
-
-import pytest
 
 from lbc_mmdet.suite.results import (
     RunResult,
     collect_metrics,
     collect_run,
-    format_duration,
-    format_markdown,
     load_train_flops,
-    plot_results,
     read_result,
-    table_rows,
     training_finished,
-    write_csv,
     write_result,
 )
 
@@ -90,100 +82,3 @@ def test_results_json_round_trip(tmp_path):
         f.write('{broken')
     assert read_result(str(tmp_path)) is None
     assert read_result(str(tmp_path / 'none')) is None
-
-
-def _table2():
-    m = 'Faster R-CNN'
-    return [
-        RunResult('Baseline', m, 'dense', '-', status='done',
-                  metrics={'coco/bbox_mAP': 0.374}, flops_ratio=1.0,
-                  backbone_flops_ratio=1.0, wall_time_s=3725),
-        RunResult('SR-STE 2:4', m, 'srste', '2:4', status='done',
-                  metrics={'coco/bbox_mAP': 0.382}, flops_ratio=0.8123,
-                  backbone_flops_ratio=0.6667, wall_time_s=185),
-        RunResult('LBC 2:4', m, 'lbc', '2:4', status='done',
-                  metrics={'coco/bbox_mAP': 0.3851}, flops_ratio=0.7,
-                  backbone_flops_ratio=0.55, wall_time_s=42),
-        RunResult('LBC 2:8', m, 'lbc', '2:8', status='failed'),
-        RunResult('SR-STE 2:8', m, 'srste', '2:8'),
-    ]
-
-
-def _table3():
-    m = 'Mask R-CNN'
-    return [
-        RunResult('Baseline', m, 'dense', '-', status='done',
-                  metrics={'coco/bbox_mAP': 0.382, 'coco/segm_mAP': 0.347},
-                  flops_ratio=1.0, backbone_flops_ratio=1.0, train_time_s=100.0),
-        RunResult('LBC 2:4', m, 'lbc', '2:4', status='done',
-                  metrics={'coco/bbox_mAP': 0.386, 'coco/segm_mAP': 0.351},
-                  flops_ratio=0.72, backbone_flops_ratio=0.56, wall_time_s=7200),
-    ]
-
-
-def test_table_layout_like_the_paper():
-    rows = table_rows(_table2())
-    assert rows[0] == ['Model', 'Method', 'N:M Pattern', 'FLOPs (Train)', 'mAP',
-                       'FLOPs (Train, backbone)', 'Wall time']
-    assert rows[1] == ['Faster R-CNN', 'Baseline', '-', '1.00×', '37.4', '1.00×', '1h 02m']
-    assert rows[2] == ['Faster R-CNN', 'SR-STE', '2:4', '0.81×', '38.2', '0.67×', '3m 05s']
-    assert rows[3] == ['Faster R-CNN', 'LBC', '2:4', '0.70×', '38.5', '0.55×', '42s']
-    assert rows[4] == ['Faster R-CNN', 'LBC', '2:8'] + ['failed'] * 4
-    assert rows[5] == ['Faster R-CNN', 'SR-STE', '2:8'] + ['not run'] * 4
-    rows = table_rows(_table3())
-    assert rows[0] == ['Model', 'Method', 'N:M Pattern', 'FLOPs (Train)', 'Box mAP',
-                       'Mask mAP', 'FLOPs (Train, backbone)', 'Wall time']
-    # no wall time recorded: the training time of train_flops.json
-    assert rows[1] == ['Mask R-CNN', 'Baseline', '-', '1.00×', '38.2', '34.7', '1.00×',
-                       '1m 40s']
-    assert rows[2] == ['Mask R-CNN', 'LBC', '2:4', '0.72×', '38.6', '35.1', '0.56×',
-                       '2h 00m']
-
-
-def test_markdown_one_table_per_model():
-    md = format_markdown(_table2() + _table3(), title='My suite', note='Synthetic data.')
-    lines = md.splitlines()
-    assert lines[0] == '# My suite'
-    assert 'Synthetic data.' in lines
-    i2, i3 = lines.index('## Faster R-CNN'), lines.index('## Mask R-CNN')
-    assert i2 < i3
-    assert lines[i2 + 2] == ('| Model | Method | N:M Pattern | FLOPs (Train) | mAP | '
-                             'FLOPs (Train, backbone) | Wall time |')
-    assert lines[i2 + 3] == '|---|---|---|---|---|---|---|'
-    assert lines[i2 + 6] == '| Faster R-CNN | LBC | 2:4 | 0.70× | 38.5 | 0.55× | 42s |'
-    assert '| Box mAP | Mask mAP |' in lines[i3 + 2]
-    # every table row has as many cells as its header
-    for line in lines:
-        if line.startswith('| Faster'):
-            assert line.count('|') == 8
-        if line.startswith('| Mask'):
-            assert line.count('|') == 9
-
-
-def test_csv(tmp_path):
-    path = write_csv(_table2() + _table3(), str(tmp_path / 'results.csv'))
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 7
-    assert rows[0]['label'] == 'Baseline' and rows[0]['method'] == 'dense'
-    assert float(rows[2]['bbox_mAP']) == 0.3851 and rows[2]['segm_mAP'] == ''
-    assert float(rows[2]['flops_ratio']) == 0.7
-    assert rows[3]['status'] == 'failed' and rows[3]['bbox_mAP'] == ''
-    assert float(rows[6]['segm_mAP']) == 0.351
-    assert float(rows[1]['wall_time_s']) == 185
-
-
-def test_plot(tmp_path):
-    path = plot_results(_table2() + _table3(), str(tmp_path / 'results.png'), 'title')
-    assert path and osp.getsize(path) > 1000
-    with open(path, 'rb') as f:
-        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
-    # nothing to plot
-    assert plot_results([RunResult('x')], str(tmp_path / 'none.png')) is None
-    assert not osp.exists(tmp_path / 'none.png')
-
-
-@pytest.mark.parametrize('seconds,text', [(None, '-'), (5.4, '5s'), (65, '1m 05s'),
-                                          (3600, '1h 00m'), (7322, '2h 02m')])
-def test_format_duration(seconds, text):
-    assert format_duration(seconds) == text

@@ -35,7 +35,8 @@ FAKE_TRAIN = textwrap.dedent('''
             f.write(json.dumps({'loss': 1.0, 'flops_ratio': 0.7, 'iter': 4, 'step': 4}) + '\\n')
             f.write(json.dumps({'coco/bbox_mAP': mAP, 'step': 4}) + '\\n')
         with open(os.path.join(log, 'train_flops.json'), 'w') as f:
-            json.dump({'ratio': 0.7, 'backbone_ratio': 0.55, 'iterations': 4}, f)
+            json.dump({'ratio': 0.7, 'backbone_ratio': 0.55, 'paper_ratio': 0.65,
+                       'iterations': 4}, f)
     print('done', flush=True)
     sys.exit(rc)
 ''')
@@ -178,16 +179,19 @@ def test_train_commands(tmp_path):
 
 # --------------------------------------------------------------------------- running
 def fake_runner(tmp_path, monkeypatch, body=PY_SUITE, outcomes=None, **kwargs):
-    """A SuiteRunner whose runs call FAKE_TRAIN (``outcomes``: label -> (rc, mAP))."""
+    """A SuiteRunner whose jobs call FAKE_TRAIN (``outcomes``: (label, seed) -> (rc, mAP);
+    by default the mAP is 0.25 + seed / 100). ``calls`` records (label, seed, options)."""
     script = tmp_path / 'fake_train.py'
     script.write_text(FAKE_TRAIN)
     outcomes = outcomes or {}
     calls = []
 
-    def command(self, run):
-        calls.append(run.label)
-        rc, mAP = outcomes.get(run.label, (0, 0.25))
-        return [sys.executable, str(script), self.work_dir(run), str(rc), str(mAP)], {}
+    def command(self, job):
+        calls.append((job.run.label, job.seed, self.options(job)))
+        rc, mAP = outcomes.get((job.run.label, job.seed),
+                               (0, 0.25 + (job.seed or 0) / 100))
+        wd = self.work_dir(job.run, job.seed)
+        return [sys.executable, str(script), wd, str(rc), str(mAP)], {}
 
     monkeypatch.setattr(SuiteRunner, 'command', command)
     out = io.StringIO()
@@ -196,67 +200,145 @@ def fake_runner(tmp_path, monkeypatch, body=PY_SUITE, outcomes=None, **kwargs):
     return runner, calls, out
 
 
+SEEDED = PY_SUITE + "    seeds = [0, 1]\n"
+
+
 def test_run_collect_and_skip_existing(tmp_path, monkeypatch):
-    runner, calls, out = fake_runner(tmp_path, monkeypatch,
-                                     outcomes={'SR-STE 2:4': (3, 0.0)})
+    runner, calls, out = fake_runner(tmp_path, monkeypatch, body=SEEDED,
+                                     outcomes={('SR-STE 2:4', 1): (3, 0.0)})
     results, failed = runner.run()
-    assert calls == ['Baseline', 'LBC 2:4', 'SR-STE 2:4']
-    assert [r.label for r in failed] == ['SR-STE 2:4']
+    assert [(c[0], c[1]) for c in calls] == [
+        ('Baseline', 0), ('Baseline', 1), ('LBC 2:4', 0), ('LBC 2:4', 1),
+        ('SR-STE 2:4', 0), ('SR-STE 2:4', 1)]
+    assert all(c[2]['randomness.seed'] == c[1] for c in calls)
+    assert all('load_from' not in c[2] for c in calls)  # scratch: no pre-training
+    assert [(r.label, r.seed) for r in failed] == [('SR-STE 2:4', 1)]
     root = str(tmp_path / 'root')
-    base = read_result(osp.join(root, 'baseline'))
-    assert base.status == 'done' and base.metric('bbox_mAP') == 0.25
+    base = read_result(osp.join(root, 'baseline', 'seed1'))
+    assert base.status == 'done' and base.metric('bbox_mAP') == 0.26 and base.seed == 1
     assert base.returncode == 0 and base.wall_time_s > 0
-    assert read_result(osp.join(root, 'srste_2of4')).status == 'failed'
+    assert read_result(osp.join(root, 'srste_2of4', 'seed1')).status == 'failed'
     # the child's output is tee'd to the log and streamed
-    with open(osp.join(root, 'lbc_2of4', 'suite_train.log')) as f:
+    with open(osp.join(root, 'lbc_2of4', 'seed0', 'suite_train.log')) as f:
         log = f.read()
     assert 'fake training into' in log and log.startswith('# ')
     text = out.getvalue()
     assert 'fake training into' in text
-    assert '(2/3) LBC 2:4: start' in text and '(2/3) LBC 2:4: done in' in text
-    assert '(3/3) SR-STE 2:4: FAILED' in text and 'exit code 3' in text
-    # the reports
+    assert '(3/6) LBC 2:4 (seed 0): start' in text and '(3/6) LBC 2:4 (seed 0): done' in text
+    assert '(6/6) SR-STE 2:4 (seed 1): FAILED' in text and 'exit code 3' in text
+    # the reports: mean ± std over the seeds, the partial row marked
     with open(osp.join(root, 'results.md')) as f:
         md = f.read()
-    assert md.startswith('# Tiny')
-    assert '| Faster R-CNN | LBC | 2:4 | 0.70× | 25.0 | 0.55× |' in md
-    assert '| Faster R-CNN | SR-STE | 2:4 | failed | failed |' in md
-    assert osp.isfile(osp.join(root, 'results.csv'))
+    assert md.startswith('# Tiny') and 'seeds: 0, 1' in md
+    assert '| Faster R-CNN | LBC | 2:4 | 0.65× | 25.5 ± 0.7 (n=2) | +0.0 (within noise) |' in md
+    assert '(1/2 seeds done)' in md
+    with open(osp.join(root, 'results.csv')) as f:
+        assert len(f.read().strip().splitlines()) == 1 + 6
     assert osp.isfile(osp.join(root, 'results.png'))
 
-    # second call: the done runs are skipped, the failed one runs again
-    runner2, calls2, out2 = fake_runner(tmp_path, monkeypatch)
-    assert [a for _, a in runner2.plan()] == ['skip', 'skip', 'run']
+    # second call: the done jobs are skipped, the failed one runs again
+    runner2, calls2, out2 = fake_runner(tmp_path, monkeypatch, body=SEEDED)
+    assert [a for _, a in runner2.plan()] == ['skip'] * 5 + ['run']
     runner2.run()
-    assert calls2 == ['SR-STE 2:4']
-    assert '(1/3) Baseline: skip' in out2.getvalue()
-    # --force re-runs everything; --only restricts, the tables still list every run
-    runner3, calls3, _ = fake_runner(tmp_path, monkeypatch, force=True,
-                                     only=['lbc_2of4'])
+    assert [(c[0], c[1]) for c in calls2] == [('SR-STE 2:4', 1)]
+    assert '(1/6) Baseline (seed 0): skip' in out2.getvalue()
+    # --force re-runs; --only and --seeds restrict, the tables still list every job
+    runner3, calls3, _ = fake_runner(tmp_path, monkeypatch, body=SEEDED, force=True,
+                                     only=['lbc_2of4'], seeds=[1])
     results, _ = runner3.run()
-    assert calls3 == ['LBC 2:4']
-    assert [r.status for r in results] == ['done', 'done', 'done']
+    assert [(c[0], c[1]) for c in calls3] == [('LBC 2:4', 1)]
+    assert [r.status for r in results] == ['done'] * 6
+    with pytest.raises(SuiteError, match='not seeds of the suite'):
+        fake_runner(tmp_path, monkeypatch, body=SEEDED, seeds=[7])
+
+
+FINETUNE = PY_SUITE + """
+    protocol = 'finetune'
+    seeds = [3, 4]
+    pretrain = dict(config='configs/faster_rcnn_dense.py',
+                    cfg_options={'train_cfg.max_iters': 2}, work_dir='__PRE__')
+    baseline = 'Baseline'
+"""
+
+
+def _fake_pretrain(work_dir):
+    """What a finished pre-training leaves: a checkpoint, last_checkpoint, metrics."""
+    log = osp.join(work_dir, '20250101_000000', 'vis_data')
+    os.makedirs(log)
+    with open(osp.join(log, 'scalars.json'), 'w') as f:
+        f.write(json.dumps({'coco/bbox_mAP': 0.5, 'step': 2}) + '\n')
+    with open(osp.join(work_dir, 'iter_2.pth'), 'wb') as f:
+        f.write(b'weights')
+    with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(work_dir, 'iter_2.pth'))
+
+
+def test_finetune_protocol_trains_the_pretraining_once(tmp_path, monkeypatch):
+    pre = str(tmp_path / 'pre')
+    body = FINETUNE.replace('__PRE__', pre)
+    runner, calls, out = fake_runner(tmp_path, monkeypatch, body=body,
+                                     cfg_options={'data_root': 'x/'})
+    assert runner.suite.protocol == 'finetune' and runner.suite.seeds == [3, 4]
+    real_run_one = SuiteRunner.run_one
+
+    def run_one(self, job, index=1, total=1):
+        if job.seed is None:  # the pre-training: leave what a real one leaves
+            calls.append((job.run.label, None, self.options(job)))
+            _fake_pretrain(self.work_dir(job.run))
+            return RunResult(job.run.label, status='done')
+        return real_run_one(self, job, index, total)
+
+    monkeypatch.setattr(SuiteRunner, 'run_one', run_one)
+    runner.run()
+    assert calls[0][0] == 'Dense pre-training' and calls[0][1] is None
+    assert calls[0][2] == {'train_cfg.max_iters': 2, 'randomness.seed': 0,
+                           'data_root': 'x/'}
+    ckpt = osp.join(pre, 'iter_2.pth')
+    for label, seed, opts in calls[1:]:
+        assert opts['load_from'] == ckpt and opts['randomness.seed'] == seed
+        assert opts['data_root'] == 'x/'
+    assert len(calls) == 1 + 3 * 2
+    # a second suite sharing the pre-training reuses it
+    runner2, calls2, out2 = fake_runner(tmp_path, monkeypatch, body=body, force=True,
+                                        only=['Baseline'])
+    runner2.run()
+    assert [c[1] for c in calls2] == [3, 4]
+    assert f'reusing {ckpt}' in out2.getvalue()
+
+
+def test_finetune_suite_needs_a_pretraining(tmp_path):
+    with pytest.raises(SuiteError, match='needs `pretrain'):
+        load_suite(write_suite(tmp_path, PY_SUITE + "    protocol = 'finetune'\n"))
+    with pytest.raises(SuiteError, match='only used by'):
+        load_suite(write_suite(tmp_path, PY_SUITE + "    pretrain = dict(config='a.py')\n"))
+    with pytest.raises(SuiteError, match='protocol'):
+        load_suite(write_suite(tmp_path, PY_SUITE + "    protocol = 'other'\n"))
+    with pytest.raises(SuiteError, match='seeds'):
+        load_suite(write_suite(tmp_path, PY_SUITE + "    seeds = [1, 1]\n"))
+    with pytest.raises(SuiteError, match='baseline'):
+        load_suite(write_suite(tmp_path, PY_SUITE + "    baseline = 'nope'\n"))
 
 
 def test_skip_runs_trained_outside_the_suite(tmp_path, monkeypatch):
     runner, calls, _ = fake_runner(tmp_path, monkeypatch)
     root = tmp_path / 'root'
     # LBC trained by hand into its work dir: train_flops.json + metrics -> finished
-    log = root / 'lbc_2of4' / '20250101_000000'
+    log = root / 'lbc_2of4' / 'seed0' / '20250101_000000'
     (log / 'vis_data').mkdir(parents=True)
     (log / 'vis_data' / 'scalars.json').write_text(
         json.dumps({'coco/bbox_mAP': 0.1, 'step': 1}) + '\n')
-    (log / 'train_flops.json').write_text(json.dumps({'ratio': 0.6}))
+    (log / 'train_flops.json').write_text(json.dumps({'ratio': 0.6, 'paper_ratio': 0.5}))
     # SR-STE: evaluated but training did not end (no train_flops.json) -> run again
-    log = root / 'srste_2of4' / '20250101_000000'
+    log = root / 'srste_2of4' / 'seed0' / '20250101_000000'
     (log / 'vis_data').mkdir(parents=True)
     (log / 'vis_data' / 'scalars.json').write_text(
         json.dumps({'coco/bbox_mAP': 0.1, 'step': 1}) + '\n')
     # Baseline: results.json of a failed run -> run again
-    write_result(RunResult('Baseline', status='failed'), str(root / 'baseline'))
+    write_result(RunResult('Baseline', status='failed'), str(root / 'baseline' / 'seed0'))
     assert [a for _, a in runner.plan()] == ['run', 'skip', 'run']
     results = runner.collect()
     assert results[1].status == 'done' and results[1].flops_ratio == 0.6
+    assert results[1].paper_flops_ratio == 0.5
 
 
 def test_unknown_only_label(tmp_path, monkeypatch):
@@ -269,7 +351,7 @@ def test_dry_run_writes_nothing(tmp_path):
     runner = SuiteRunner(load_suite(DEMO_SUITE), work_root=str(tmp_path / 'root'), out=out)
     runner.dry_run()
     text = out.getvalue()
-    assert text.count('would run') == 5
+    assert text.count('would run') == 5 * len(load_suite(DEMO_SUITE).seeds)
     assert TRAIN_MODULE in text and 'custom_hooks.0.ti=50' in text
     assert not osp.exists(tmp_path / 'root')
 

@@ -30,6 +30,8 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=2,
     persistent_workers=False,
+    # the demo schedules are iteration-based (as mmdet's own *_90k configs)
+    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,

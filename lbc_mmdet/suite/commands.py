@@ -1,0 +1,68 @@
+"""The command lines that train one run of a suite (single process, ``torch.distributed
+.run`` or ``srun``), and where a finished training left its checkpoint."""
+import os
+import os.path as osp
+import sys
+from typing import Dict, List, Optional, Tuple
+
+from .spec import SuiteError, SuiteRun, cfg_options_to_args, resolve_config
+
+LAUNCHERS = ('none', 'pytorch', 'slurm')
+#: the training entry point every run calls
+TRAIN_MODULE = 'lbc_mmdet.cli.train'
+
+
+def train_command(run: SuiteRun,
+                  work_dir: str,
+                  launcher: str = 'none',
+                  gpus: int = 1,
+                  python: str = sys.executable,
+                  suite_path: Optional[str] = None,
+                  partition: Optional[str] = None,
+                  resume: bool = False,
+                  options: Optional[Dict[str, object]] = None
+                  ) -> Tuple[List[str], Dict[str, str]]:
+    """The command (and extra environment) that trains ``run`` into ``work_dir``, with
+    ``options`` (default: the run's ``cfg_options``) as ``--cfg-options``."""
+    config = resolve_config(run.config, suite_path)
+    tail = ['--work-dir', work_dir]
+    if resume:
+        tail.append('--resume')
+    opts = cfg_options_to_args(run.cfg_options if options is None else options,
+                               run.label)
+    if opts:
+        tail += ['--cfg-options'] + opts
+    env = {'PYTHONUNBUFFERED': '1'}
+    if launcher == 'none':
+        if gpus > 1:
+            raise SuiteError('--gpus > 1 needs --launcher pytorch (or slurm)')
+        cmd = [python, '-m', TRAIN_MODULE, config] + tail
+    elif launcher == 'pytorch':
+        port = os.environ.get('PORT', '29500')
+        cmd = [python, '-m', 'torch.distributed.run', f'--nproc_per_node={gpus}',
+               f'--master_port={port}', '-m', TRAIN_MODULE, config, '--launcher',
+               'pytorch'] + tail
+    elif launcher == 'slurm':
+        if not partition:
+            raise SuiteError('--launcher slurm needs --partition')
+        per_node = min(gpus, 8)
+        cmd = ['srun', '-p', partition, f'--job-name={run.slug}', f'--gres=gpu:{per_node}',
+               f'--ntasks={gpus}', f'--ntasks-per-node={per_node}',
+               f'--cpus-per-task={os.environ.get("CPUS_PER_TASK", "5")}',
+               '--kill-on-bad-exit=1', python, '-u', '-m', TRAIN_MODULE, config,
+               '--launcher', 'slurm'] + tail
+    else:
+        raise SuiteError(f'unknown launcher {launcher!r}; choose from {LAUNCHERS}')
+    return cmd, env
+
+
+def last_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint MMEngine's ``last_checkpoint`` file names, if it exists."""
+    path = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        ckpt = f.read().strip()
+    if ckpt and not osp.isabs(ckpt):
+        ckpt = osp.join(work_dir, ckpt)
+    return ckpt if ckpt and osp.isfile(ckpt) else None

@@ -1,0 +1,310 @@
+"""A suite's results laid out like the paper's Tables 2 and 3, over seeds: ``results.md``
+(mean ± standard deviation, n, the difference to the baseline and whether it is within
+noise, the paper's COCO figure beside), ``results.csv`` (every seed) and ``results.png``
+(mAP against training FLOPs, with error bars).
+
+A difference to the baseline is *within noise* when it is smaller than twice its standard
+error, ``sqrt(s_a^2 / n_a + s_b^2 / n_b)``; with fewer than two seeds on either side no
+ranking is claimed at all.
+"""
+import csv
+import math
+import statistics
+import textwrap
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..layers import display_name, plot_style
+from .results import RunResult
+
+#: The metrics a table shows (as mmdet names them, fractions in [0, 1]).
+TABLE_METRICS = ('bbox_mAP', 'segm_mAP')
+#: CSV columns: one row per (run, seed); metrics as mmdet writes them (fractions).
+CSV_COLUMNS = ('label', 'seed', 'model', 'method', 'pattern', 'status', 'bbox_mAP',
+               'bbox_mAP_50', 'bbox_mAP_75', 'segm_mAP', 'segm_mAP_50', 'segm_mAP_75',
+               'paper_flops_ratio', 'flops_ratio', 'backbone_flops_ratio', 'iterations',
+               'wall_time_s', 'train_time_s', 'config', 'work_dir')
+#: A difference is within noise below this many standard errors.
+NOISE_SE = 2.0
+
+
+# --------------------------------------------------------------------------- numbers
+def method_name(method: str) -> str:
+    """How a method is shown (its registered display name, ``'Baseline'`` for dense)."""
+    return display_name(method)
+
+
+def format_duration(seconds: Optional[float]) -> str:
+    """``'1h 02m'``, ``'3m 05s'``, ``'42s'``; ``'-'`` for None."""
+    if seconds is None or not math.isfinite(seconds):
+        return '-'
+    s = int(round(seconds))
+    if s >= 3600:
+        return f'{s // 3600}h {s % 3600 // 60:02d}m'
+    if s >= 60:
+        return f'{s // 60}m {s % 60:02d}s'
+    return f'{s}s'
+
+
+def format_map(value: Optional[float]) -> str:
+    """A COCO mAP fraction as the paper prints it (percent, one decimal)."""
+    return '-' if value is None else f'{100.0 * value:.1f}'
+
+
+def format_ratio(value: Optional[float]) -> str:
+    """A training-FLOPs ratio as ``'0.65×'``."""
+    return '-' if value is None else f'{value:.2f}×'
+
+
+@dataclass
+class Stat:
+    """Mean, sample standard deviation (None for one value) and count."""
+    mean: float
+    std: Optional[float]
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[Optional[float]]) -> Optional['Stat']:
+        vals = [float(v) for v in values if v is not None]
+        if not vals:
+            return None
+        return cls(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None,
+                   len(vals))
+
+    def format(self, scale: float = 100.0, digits: int = 1) -> str:
+        mean = f'{scale * self.mean:.{digits}f}'
+        if self.std is None:
+            return f'{mean} (n=1)'
+        return f'{mean} ± {scale * self.std:.{digits}f} (n={self.n})'
+
+
+@dataclass
+class Difference:
+    """``a - b`` of two :class:`Stat`, its standard error and whether it is noise."""
+    diff: float
+    se: Optional[float]
+
+    @property
+    def within_noise(self) -> Optional[bool]:
+        """True within ``NOISE_SE`` standard errors; None when not decidable."""
+        if self.se is None:
+            return None
+        return abs(self.diff) < NOISE_SE * self.se
+
+    def format(self, scale: float = 100.0) -> str:
+        text = f'{scale * self.diff:+.1f}'
+        if self.within_noise is None:
+            return f'{text} (one seed: no ranking)'
+        return f'{text} (within noise)' if self.within_noise else text
+
+
+def difference(a: Optional[Stat], b: Optional[Stat]) -> Optional[Difference]:
+    """``a - b`` with the standard error of the difference of the means (None without
+    both, or when either has a single value)."""
+    if a is None or b is None:
+        return None
+    if a.std is None or b.std is None:
+        return Difference(a.mean - b.mean, None)
+    return Difference(a.mean - b.mean, math.sqrt(a.std**2 / a.n + b.std**2 / b.n))
+
+
+# --------------------------------------------------------------------------- rows
+@dataclass
+class Row:
+    """One row of a table: the seeds of one run of the suite."""
+    label: str
+    model: str
+    method: str
+    pattern: str
+    results: List[RunResult]
+    paper: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def done(self) -> List[RunResult]:
+        return [r for r in self.results if r.status == 'done']
+
+    def stat(self, name: str) -> Optional[Stat]:
+        """A metric (``'bbox_mAP'``) over the finished seeds."""
+        return Stat.of([r.metric(name) for r in self.done])
+
+    def mean(self, attr: str) -> Optional[float]:
+        s = Stat.of([getattr(r, attr) for r in self.done])
+        return None if s is None else s.mean
+
+    @property
+    def status(self) -> str:
+        done, total = len(self.done), len(self.results)
+        if done == total:
+            return 'done'
+        return 'partial' if done else ('failed' if any(
+            r.status == 'failed' for r in self.results) else 'missing')
+
+
+def group_rows(results: Sequence[RunResult],
+               papers: Optional[Dict[str, Dict[str, float]]] = None) -> List[Row]:
+    """The results grouped by (model, label), in order of first appearance."""
+    rows: Dict[Tuple[str, str], Row] = {}
+    for r in results:
+        row = rows.get((r.model, r.label))
+        if row is None:
+            row = rows[(r.model, r.label)] = Row(r.label, r.model, r.method, r.pattern, [],
+                                      dict((papers or {}).get(r.label) or r.paper or {}))
+        row.results.append(r)
+    return list(rows.values())
+
+
+def has_masks(rows: Sequence[Row]) -> bool:
+    """Whether any row holds a mask metric (Table 3: box and mask mAP)."""
+    return any(row.stat('segm_mAP') is not None for row in rows)
+
+
+def table_rows(rows: Sequence[Row], baseline: Optional[str] = None) -> List[List[str]]:
+    """Header and rows of one model's table (see the module docstring)."""
+    masks = has_masks(rows)
+    metrics = TABLE_METRICS if masks else TABLE_METRICS[:1]
+    names = dict(bbox_mAP='Box mAP' if masks else 'mAP', segm_mAP='Mask mAP')
+    header = ['Model', 'Method', 'N:M Pattern', 'FLOPs (Train)']
+    for m in metrics:
+        header += [names[m], f'Δ {names[m]} vs {baseline or "baseline"}',
+                   f'{names[m]}, paper (COCO)']
+    header += ['FLOPs (Train, hardware)', 'Wall time (mean)']
+    base = next((row for row in rows if row.label == baseline), None)
+    out = [header]
+    for row in rows:
+        line = [row.model or '-', method_name(row.method), row.pattern or '-']
+        if not row.done:
+            out.append(line + ['failed' if row.status == 'failed' else 'not run'] *
+                       (len(header) - len(line)))
+            continue
+        line.append(format_ratio(row.mean('paper_flops_ratio')))
+        for m in metrics:
+            s = row.stat(m)
+            line.append(s.format() if s is not None else '-')
+            if base is None or row is base:
+                line.append('-')
+            else:
+                d = difference(s, base.stat(m))
+                line.append(d.format() if d is not None else '-')
+            paper = row.paper.get(m)
+            line.append('-' if paper is None else f'{paper:.1f}')
+        line.append(format_ratio(row.mean('flops_ratio')))
+        wall = [r.wall_time_s if r.wall_time_s is not None else r.train_time_s
+                for r in row.done]
+        line.append(format_duration(Stat.of(wall).mean if Stat.of(wall) else None))
+        if row.status == 'partial':
+            line[-1] += f' ({len(row.done)}/{len(row.results)} seeds done)'
+        out.append(line)
+    return out
+
+
+def markdown_table(rows: List[List[str]]) -> str:
+    """Rows (header first) as a markdown table."""
+    lines = ['| ' + ' | '.join(rows[0]) + ' |', '|' + '|'.join(['---'] * len(rows[0])) + '|']
+    lines += ['| ' + ' | '.join(row) + ' |' for row in rows[1:]]
+    return '\n'.join(lines)
+
+
+def group_by_model(rows: Sequence[Row]) -> Dict[str, List[Row]]:
+    groups: Dict[str, List[Row]] = {}
+    for row in rows:
+        groups.setdefault(row.model or 'Model', []).append(row)
+    return groups
+
+
+def format_markdown(results: Sequence[RunResult], title: str = 'Benchmark results',
+                    note: str = '', baseline: Optional[str] = None,
+                    protocol: str = '', seeds: Sequence[int] = ()) -> str:
+    """``results.md``: one table per model, as the paper's Tables 2 and 3."""
+    rows = group_rows(results)
+    parts = [f'# {title}', '']
+    if note:
+        parts += [note, '']
+    if protocol or seeds:
+        parts += [f'Protocol: `{protocol or "scratch"}`; seeds: '
+                  f'{", ".join(str(s) for s in seeds) or "-"}.', '']
+    for model, group in group_by_model(rows).items():
+        parts += [f'## {model}', '', markdown_table(table_rows(group, baseline)), '']
+    parts += [
+        'mAP: COCO mAP@[.5:.95] (x100) of the final evaluation, mean ± sample standard '
+        'deviation over the seeds (n). Δ: difference of the means to the baseline row; '
+        f'"within noise" when smaller than {NOISE_SE:g} standard errors of the difference '
+        '(such a difference is no ranking). Paper (COCO): the LBC paper\'s figure on COCO '
+        'val2017 (Tables 2 and 3), for orientation only: not the same data. FLOPs (Train): '
+        'training FLOPs of the N:M layers relative to training them dense, counted the '
+        'paper\'s way; hardware: every conv/linear layer of the model at the densities '
+        'it really runs (docs/benchmark.md). Wall time: the training command, evaluation '
+        'included, mean over the seeds.', '']
+    return '\n'.join(parts)
+
+
+def write_csv(results: Sequence[RunResult], path: str) -> str:
+    """``results.csv``: one row per (run, seed)."""
+    import io
+
+    from ..engine.checkpoint import atomic_write
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(CSV_COLUMNS)
+    for r in results:
+        values = {c: getattr(r, c, None) for c in CSV_COLUMNS}
+        for name in ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'segm_mAP', 'segm_mAP_50',
+                     'segm_mAP_75'):
+            values[name] = r.metric(name)
+        writer.writerow(['' if values[c] is None else values[c] for c in CSV_COLUMNS])
+    atomic_write(path, buf.getvalue())
+    return path
+
+
+def _points(group: Sequence[Row], metric: str) -> List[Tuple[Row, float, Stat]]:
+    out = []
+    for row in group:
+        x = row.mean('paper_flops_ratio')
+        if x is None:
+            x = row.mean('flops_ratio')
+        s = row.stat(metric)
+        if x is not None and s is not None:
+            out.append((row, x, s))
+    return out
+
+
+def plot_results(results: Sequence[RunResult], path: str, title: str = '') -> Optional[str]:
+    """``results.png``: mAP against the training-FLOPs ratio (paper convention), one
+    panel per model, one marker per method, error bars of one standard deviation (box
+    mAP filled; mask mAP hollow). Returns the path, or None when nothing can be drawn."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    groups = {m: g for m, g in group_by_model(group_rows(results)).items()
+              if _points(g, 'bbox_mAP')}
+    if not groups:
+        return None
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2),
+                             squeeze=False)
+    for ax, (model, group) in zip(axes[0], groups.items()):
+        seen = set()
+        for metric, hollow in (('bbox_mAP', False), ('segm_mAP', True)):
+            for row, x, s in _points(group, metric):
+                marker, color = plot_style(row.method)
+                name = method_name(row.method)
+                ax.errorbar(x, 100 * s.mean, yerr=100 * (s.std or 0.0), fmt=marker,
+                            color=color, mfc='none' if hollow else color, ms=8,
+                            capsize=3, zorder=3,
+                            label=name if (name not in seen and not hollow) else None)
+                seen.add(name)
+                if not hollow and row.pattern and row.pattern != '-':
+                    ax.annotate(row.pattern, (x, 100 * s.mean), textcoords='offset points',
+                                xytext=(6, 4), fontsize=8)
+        ylabel = ('Box mAP (filled) / Mask mAP (hollow)' if has_masks(group)
+                  else 'mAP (x100)')
+        ax.set_xlabel('training FLOPs / dense (paper convention)')
+        ax.set_ylabel(ylabel + ', mean ± std')
+        ax.set_title(model)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc='best')
+    if title:
+        fig.suptitle(textwrap.fill(title, 55 * len(groups)), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
