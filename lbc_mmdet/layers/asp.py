@@ -90,6 +90,12 @@ class ASPMixin(NMSparseMixin):
         d = self.nm_n / self.nm_m if self.is_pruned else 1.0
         return dict(forward=d, input_grad=d, weight_grad=d)
 
+    @classmethod
+    def nm_schedule_densities(cls, n, m, t, ti, tf):
+        # dense until the mask is computed at ti, then every pass follows it
+        d = 1.0 if t < ti else n / m
+        return dict(forward=d, input_grad=d, weight_grad=d)
+
     def _nm_stats(self) -> Dict[str, float]:
         return dict(pruned=float(bool(self.pruned)))
 

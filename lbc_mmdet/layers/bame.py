@@ -72,6 +72,7 @@ from ..errors import CheckpointMismatchError
 from ..nm import (
     CRITERIA,
     MAX_CODE_BITS,
+    designation_fraction,
     evolve_blocks,
     from_groups,
     mask_code,
@@ -335,6 +336,14 @@ class BAMEMixin(NMSparseMixin):
     def _nm_densities(self) -> Dict[str, float]:
         d = self.nm_n / self.nm_m
         a = self.designated_fraction()
+        return dict(forward=d, input_grad=d, weight_grad=d + (1.0 - d) * a)
+
+    @classmethod
+    def nm_schedule_densities(cls, n, m, t, ti, tf, rho0: float = 0.5):
+        # the designated fraction follows the schedule: rho(t) (k_t = ceil(rho(t) G) of G
+        # blocks, i.e. rho(t) for large layers); `rho0` is the layer option's default
+        d = n / m
+        a = designation_fraction(t, ti, tf, rho0)
         return dict(forward=d, input_grad=d, weight_grad=d + (1.0 - d) * a)
 
     def _nm_stats(self) -> Dict[str, float]:

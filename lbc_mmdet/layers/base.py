@@ -109,6 +109,23 @@ class NMSparseMixin:
         """Short notes on this layer the hook lists once at the start of training."""
         return []
 
+    @classmethod
+    def nm_schedule_densities(cls, n: int, m: int, t: float, ti: float,
+                              tf: float) -> Optional[Dict[str, float]]:
+        """The per-pass densities (as :meth:`nm_train_densities`) of an ``n:m`` layer at
+        time ``t`` of the window ``[ti, tf]`` when they follow from the schedule alone,
+        else None (they depend on what training learns). Used by the training-FLOPs
+        tool (``tools/train_flops.py``); default: not known."""
+        return None
+
+    @classmethod
+    def nm_schedule_density_bounds(cls, n: int, m: int, t: float, ti: float,
+                                   tf: float) -> Tuple[Dict[str, float], Dict[str, float]]:
+        """Lower and upper per-pass densities when :meth:`nm_schedule_densities` cannot
+        tell (default: between ``n/m`` and dense for every pass)."""
+        d = n / m
+        return dict(forward=d, input_grad=d, weight_grad=d), dict(DENSE_DENSITIES)
+
     # ------------------------------------------------------------ protocol
     @property
     def nm_num_groups(self) -> int:

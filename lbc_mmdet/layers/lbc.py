@@ -160,6 +160,35 @@ class LBCMixin(NMSparseMixin):
     def _nm_stats(self) -> Dict[str, float]:
         return dict(alive_mean=float(self.num_candidates - self.num_removed))
 
+    @classmethod
+    def _alive_union(cls, n: int, m: int, t: float, ti: float,
+                     tf: float) -> Tuple[float, float]:
+        """Bounds on the union density of the candidates alive at ``t``: ``k`` alive
+        ``n``-subsets of ``m`` weights cover at least the smallest ``j`` with
+        ``comb(j, n) >= k`` and at most ``min(m, k * n)`` weights."""
+        c = num_combinations(n, m)
+        k = c - cubic_removed(t, ti, tf, c)
+        low = next(j for j in range(n, m + 1) if math.comb(j, n) >= k)
+        high = min(m, k * n)
+        if k == c:  # every candidate alive: every weight
+            low = high = m
+        return low / m, high / m
+
+    @classmethod
+    def nm_schedule_densities(cls, n, m, t, ti, tf):
+        # every pass follows the union of the alive candidates; it is fixed by the
+        # schedule when every candidate or one is alive, or for N = 1 (k alive -> k/M)
+        low, high = cls._alive_union(n, m, t, ti, tf)
+        if low != high:
+            return None
+        return dict(forward=low, input_grad=low, weight_grad=low)
+
+    @classmethod
+    def nm_schedule_density_bounds(cls, n, m, t, ti, tf):
+        low, high = cls._alive_union(n, m, t, ti, tf)
+        return (dict(forward=low, input_grad=low, weight_grad=low),
+                dict(forward=high, input_grad=high, weight_grad=high))
+
     def nm_warnings(self) -> List[str]:
         if self.nm_eligible and not self.scores.requires_grad:
             return ['in a frozen stage, its LBC scores cannot learn: candidates are ranked '

@@ -90,8 +90,12 @@ class SRSTEMixin(NMSparseMixin):
     # no schedule (_nm_update): the mask follows the weights at every forward
 
     def _nm_densities(self) -> Dict[str, float]:
-        d = self.nm_n / self.nm_m
-        # every weight gets the dense gradient: the weight gradient is dense
+        return self.nm_schedule_densities(self.nm_n, self.nm_m, 0.0, 0.0, 0.0)
+
+    @classmethod
+    def nm_schedule_densities(cls, n, m, t, ti, tf):
+        # no schedule; every weight gets the dense gradient: the weight gradient is dense
+        d = n / m
         return dict(forward=d, input_grad=d, weight_grad=1.0)
 
     def _nm_stats(self) -> Dict[str, float]:
