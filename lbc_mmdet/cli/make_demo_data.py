@@ -17,7 +17,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='output folder (default: %(default)s)')
     parser.add_argument('--num-train', type=int, default=300,
                         help='training images (default: %(default)s)')
-    parser.add_argument('--num-val', type=int, default=50,
+    parser.add_argument('--num-val', type=int, default=200,
                         help='validation images (default: %(default)s)')
     parser.add_argument('--img-size', type=int, default=128,
                         help='square image side in pixels (default: %(default)s)')

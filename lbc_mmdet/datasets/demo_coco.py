@@ -310,7 +310,7 @@ def _read_stamp(out_dir: str) -> Optional[Dict[str, Any]]:
 
 def make_demo_coco(out_dir: str,
                    num_train: int = 300,
-                   num_val: int = 50,
+                   num_val: int = 200,
                    img_size: int = 128,
                    seed: int = 0,
                    force: bool = False,

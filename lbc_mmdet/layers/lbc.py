@@ -28,7 +28,6 @@ import torch.nn as nn
 from ..nm import (
     assign_groups,
     candidate_magnitude,
-    candidate_mask,
     combination_table,
     cubic_removed,
     grouped_product,
@@ -80,6 +79,11 @@ class LBCMixin(NMSparseMixin):
         self.register_buffer('_mask', torch.ones_like(self.weight), persistent=False)
         self.register_buffer('_alive_f', torch.ones(g, c, device=self.weight.device),
                              persistent=False)
+        # how many alive candidates hold each weight ([G, M]): a removal updates the mask
+        # from it without rebuilding the union from `alive`
+        self.register_buffer('_cover', torch.zeros(g, m, dtype=torch.int16,
+                                                   device=self.weight.device),
+                             persistent=False)
         self._mask_key = None
 
     # ----------------------------------------------------------------- state
@@ -98,17 +102,20 @@ class LBCMixin(NMSparseMixin):
         """True once a single candidate is left in every group."""
         return self.num_removed == self.num_candidates - 1
 
+    def _cache_key(self) -> tuple:
+        return (self.alive.data_ptr(), self.alive._version, self._mask.data_ptr())
+
     def _nm_mask(self) -> torch.Tensor:
-        # rebuilt only when `alive` changed (removal, load_state_dict) or moved
-        key = (self.alive.data_ptr(), self.alive._version, self._mask.data_ptr())
-        if key != self._mask_key:
-            groups = candidate_mask(self.alive, self._table)
-            assign_groups(self._mask, groups)
+        # rebuilt from `alive` only when it changed outside `remove_to` (load_state_dict)
+        # or moved; `remove_to` keeps the caches up to date itself
+        if self._cache_key() != self._mask_key:
+            cover = self.alive.to(torch.float32) @ self._table  # [G, M] counts
+            self._cover.copy_(cover)
+            assign_groups(self._mask, cover > 0)
             self._alive_f.copy_(self.alive)
             self._num_removed = (self.num_candidates - int(self.alive[0].sum())
                                  if self.alive.numel() else 0)
-            self._mask_key = (self.alive.data_ptr(), self.alive._version,
-                              self._mask.data_ptr())
+            self._mask_key = self._cache_key()
         return self._mask
 
     def _nm_forward_weight(self) -> torch.Tensor:
@@ -140,13 +147,25 @@ class LBCMixin(NMSparseMixin):
         k = target_removed - self.num_removed
         if k <= 0:
             return False
-        ranking = self.candidate_ranking().masked_fill(~self.alive, float('inf'))  # a copy
+        ranking = torch.where(self.alive, self.candidate_ranking(), float('inf'))  # a copy
+        table = self._table.to(self._cover.dtype)
+        lost = False
         # k rounds of argmin (first minimum: ties go to the lowest index); k is small,
         # and this is much cheaper than sorting every group
-        for _ in range(k):
+        for i in range(k):
             idx = ranking.argmin(dim=1, keepdim=True)
             self.alive.scatter_(1, idx, False)
-            ranking.scatter_(1, idx, float('inf'))
+            self._alive_f.scatter_(1, idx, 0.0)
+            if i + 1 < k:
+                ranking.scatter_(1, idx, float('inf'))
+            members = table.index_select(0, idx.view(-1))  # [G, M] 0/1
+            self._cover.sub_(members)
+            # a weight leaves the mask when its last alive candidate goes
+            lost = lost or bool(((self._cover == 0) & members.bool()).any())
+        if lost:
+            assign_groups(self._mask, self._cover > 0)
+        self._num_removed += k
+        self._mask_key = self._cache_key()
         return True
 
     def _nm_update(self, state: NMScheduleState) -> bool:

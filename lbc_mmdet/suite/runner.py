@@ -168,7 +168,7 @@ class SuiteRunner:
             opts['randomness.seed'] = job.seed
             if self.suite.protocol == 'finetune':
                 ckpt = self.pretrain_checkpoint()
-                opts['load_from'] = ckpt or '<the pre-training checkpoint>'
+                opts['load_from'] = ckpt or '<pretrain-checkpoint>'
         opts.update(self.extra_options)
         return opts
 

@@ -67,6 +67,8 @@ def test_schedule_and_runtime(cfg):
     assert cfg.default_hooks.checkpoint.by_epoch is False
     assert cfg.default_hooks.logger.interval == 20
     assert cfg.log_processor.by_epoch is False
+    # iteration-based: an infinite sampler (no "end of the dataloader" restarts)
+    assert cfg.train_dataloader.sampler.type == 'InfiniteSampler'
 
 
 def test_matches_stock_mmdet_config_elsewhere():

@@ -385,14 +385,29 @@ def test_demo_suite_settings():
             assert cfg.model.backbone.conv_cfg.interval <= 20
 
 
-@pytest.mark.parametrize('name', ['demo.py', 'paper_table2.py', 'paper_table3.py'])
+@pytest.mark.parametrize('name', ['demo.py', 'smoke.py', 'demo_table2.py', 'demo_table3.py',
+                                  'paper_table2.py', 'paper_table3.py'])
 def test_suite_files_load(name):
     suite = load_suite(osp.join(REPO_ROOT, 'configs/suites', name))
     for run in suite.runs:
         assert osp.isfile(osp.join(REPO_ROOT, run.config)), run.config
+    rows = ['SR-STE 2:4', 'LBC 2:4', 'SR-STE 2:8', 'LBC 2:8']
     if name.startswith('paper'):
-        assert [r.label for r in suite.runs] == [
-            'Baseline', 'SR-STE 2:4', 'LBC 2:4', 'SR-STE 2:8', 'LBC 2:8']
+        assert [r.label for r in suite.runs] == ['Baseline'] + rows
+        assert all(r.paper for r in suite.runs)
+    if name.startswith('demo_table'):
+        # the paper's rows (and ASP, BAME) over 3 seeds, fine-tuned from one dense model
+        assert [r.label for r in suite.runs][:7] == ['Dense (continued)'] + rows + [
+            'ASP 2:4', 'BAME 2:4']
+        assert suite.protocol == 'finetune' and suite.seeds == [0, 1, 2]
+        assert suite.baseline_label == 'Dense (continued)'
+        assert osp.isfile(osp.join(REPO_ROOT, suite.pretrain.config))
+        masks = name == 'demo_table3.py'
+        for r in suite.runs[:5]:
+            assert ('segm_mAP' in r.paper) == masks and 'bbox_mAP' in r.paper
+    if name == 'smoke.py':
+        assert suite.protocol == 'finetune' and len(suite.runs) == 2 and len(
+            suite.seeds) == 2
 
 
 def test_tool_help_and_dry_run(tmp_path):
