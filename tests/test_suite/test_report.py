@@ -5,8 +5,16 @@ import os.path as osp
 
 import pytest
 
-from lbc_mmdet.suite.report import (Stat, difference, format_duration, format_markdown,
-                                    group_rows, plot_results, table_rows, write_csv)
+from lbc_mmdet.suite.report import (
+    Stat,
+    difference,
+    format_duration,
+    format_markdown,
+    group_rows,
+    plot_results,
+    table_rows,
+    write_csv,
+)
 from lbc_mmdet.suite.results import RunResult
 
 M2, M3 = 'Faster R-CNN', 'Mask R-CNN'
