@@ -5,7 +5,9 @@
 - :mod:`.verify`: check any checkpoint's weights for N:M (``verify_nm``);
 - :mod:`.lowering`: which layers run as 2:4 semi-structured GEMMs and how (1x1 convs on
   channels-last activations, k x k convs through im2col);
-- :mod:`.packing`: 2:4 values + metadata compression in PyTorch's layout, and back.
+- :mod:`.packing`: 2:4 values + metadata compression in PyTorch's layout, and back;
+- :mod:`.backends`: which semi-structured backend runs on which GPU (cuSPARSELt, CUTLASS),
+  the GEMM call order, cuSPARSELt tuning; :mod:`.latency`: the timing.
 Command-line tools: ``tools/export.py``, ``tools/verify_nm.py``,
 ``tools/benchmark_latency.py`` (see ``docs/deployment.md``).
 """

@@ -4,7 +4,9 @@ GEMMs (the maths behind ``tools/benchmark_latency.py``; ``docs/deployment.md``).
 Variants, per layer and end to end: ``dense`` (the model as it is), ``masked_gemm`` (the
 eligible convs lowered to GEMMs with the dense masked weight: the cost of the lowering)
 and ``sparse_2to4`` (the same GEMMs with ``torch.sparse.to_sparse_semi_structured``
-weights). CUDA events on a GPU, ``time.perf_counter`` elsewhere; medians.
+weights). Every layer's entry says what it ran in the 2:4 model (``execution``: ``2:4``,
+``dense`` and why, or ``skipped`` where no 2:4 model was built). CUDA events on a GPU,
+``time.perf_counter`` elsewhere; medians.
 """
 import copy
 import statistics
@@ -13,9 +15,9 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .lowering import LoweredConv2d, lower_convs, plan_layer
+from ..utils import replace_module
+from .lowering import GemmPlan, LoweredConv2d, lower_convs, plan_layer
 
 DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 VARIANTS = {
@@ -23,6 +25,11 @@ VARIANTS = {
     'masked_gemm': 'eligible convs lowered to GEMMs (1x1 on channels-last activations, '
                    'strided 1x1 subsampled, k x k via im2col) with the dense masked weight',
     'sparse_2to4': 'the same GEMMs with torch.sparse.to_sparse_semi_structured weights',
+}
+EXECUTIONS = {
+    '2:4': 'ran as a 2:4 semi-structured GEMM',
+    'dense': 'ran with the dense kernel (not eligible, or its conversion failed: reason)',
+    'skipped': 'no 2:4 model was built (no 2:4 kernel on this device)',
 }
 
 
@@ -63,6 +70,70 @@ def _ratio(num: Optional[float], den: Optional[float]) -> Optional[float]:
     return num / den if num is not None and den else None
 
 
+# ------------------------------------------------------------------------- variants
+def build_variants(model: nn.Module, plans: Sequence[GemmPlan], order: str = 'dense_first',
+                   converter: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                   skip_reason: str = 'no 2:4 kernel on this device'
+                   ) -> Tuple[nn.Module, Optional[nn.Module], Dict[str, Tuple[str, str]]]:
+    """``(masked, sparse, execution)``: copies of ``model`` with its accelerated convs
+    lowered to GEMMs in ``order`` (dense masked weights), the same with ``converter``
+    applied to every GEMM weight (None without a converter), and per planned layer
+    ``(execution, reason)`` (:data:`EXECUTIONS`). A layer whose conversion fails runs its
+    dense convolution in the sparse model; the error is its reason."""
+    masked = copy.deepcopy(model)
+    lower_convs(masked, plans, order)
+    sparse = copy.deepcopy(masked) if converter is not None else None
+    execution: Dict[str, Tuple[str, str]] = {}
+    for plan in plans:
+        if not plan.accelerated or plan.kind == 'linear':
+            execution[plan.name] = ('dense', plan.reason or 'nn.Linear: not lowered here')
+        elif sparse is None:
+            execution[plan.name] = ('skipped', skip_reason)
+        else:
+            try:
+                sparse.get_submodule(plan.name).convert_weight(converter)
+                execution[plan.name] = ('2:4', None)
+            except Exception as err:  # noqa: BLE001  (a constraint checked by PyTorch)
+                replace_module(sparse, plan.name, copy.deepcopy(model.get_submodule(plan.name)))
+                msg = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                execution[plan.name] = ('dense', f'conversion failed: {msg}')
+    return masked, sparse, execution
+
+
+def dense_padding_note(weight: torch.Tensor, operand: torch.Tensor) -> Optional[str]:
+    """A note when PyTorch pads the dense operand of ``weight``'s semi-structured product
+    at every call (its dense shape constraint), i.e. copies the activation."""
+    table = getattr(type(weight), '_DTYPE_SHAPE_CONSTRAINTS', None) or {}
+    c = table.get(operand.dtype)
+    if c is None:
+        return None
+    rows, cols = operand.shape
+    if rows % c.dense_min_rows or cols % c.dense_min_cols:
+        return (f'dense operand {rows}x{cols} padded by PyTorch to multiples of '
+                f'{c.dense_min_rows}x{c.dense_min_cols} at every call (a copy)')
+    return None
+
+
+def _tune(sparse: nn.Module, inputs: Dict[str, torch.Tensor], order: str,
+          tuner: Callable) -> Dict[str, object]:
+    """Run ``tuner(weight, operand, order)`` on every 2:4 layer; an algorithm the layer
+    then cannot run with is reset to 0 (the entry says why)."""
+    out: Dict[str, object] = {}
+    with torch.no_grad():
+        for name, xi in inputs.items():
+            low = sparse.get_submodule(name)
+            if not isinstance(low, LoweredConv2d):
+                continue
+            try:
+                out[name] = tuner(low.gemm_weight, low.gemm_input(xi)[0], order)
+                low(xi)
+            except Exception as err:  # noqa: BLE001
+                if hasattr(low.gemm_weight, 'alg_id_cusparselt'):
+                    low.gemm_weight.alg_id_cusparselt = 0
+                out[name] = f'tuning failed ({type(err).__name__}: {err}); algorithm 0'
+    return out
+
+
 # ------------------------------------------------------------------------- benchmark
 def run_benchmark(backbone: nn.Module,
                   settings: Sequence[Tuple[int, Tuple[int, int]]],
@@ -75,12 +146,18 @@ def run_benchmark(backbone: nn.Module,
                   iters: int,
                   converter: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
                   per_layer: bool = True,
-                  log: Callable[[str], None] = print) -> Dict:
+                  log: Callable[[str], None] = print,
+                  order: str = 'dense_first',
+                  tuner: Optional[Callable] = None,
+                  skip_reason: str = 'no 2:4 kernel on this device') -> Dict:
     """Time the variants of ``backbone`` for every ``(batch, (h, w))`` in ``settings``.
 
     ``converter`` turns a padded GEMM weight into the sparse operand
     (:func:`to_semi_structured` on a GPU); without it the ``sparse_2to4`` variant is not
-    run. Layers are planned for ``plan_dtype`` (the GPU dtype), run in ``dtype``.
+    run. Layers are planned for ``plan_dtype`` (the GPU dtype), run in ``dtype``, with the
+    GEMM call ``order`` (:class:`LoweredConv2d`). ``tuner(weight, operand, order)``
+    (:func:`~lbc_mmdet.deploy.backends.tune_cusparselt`) picks each 2:4 layer's algorithm
+    for every setting before it is timed.
     """
     dense = backbone.to(device=device, dtype=dtype)
     dense = dense.to(memory_format=torch.channels_last)
@@ -88,18 +165,15 @@ def run_benchmark(backbone: nn.Module,
     convs = {n: m for n, m in dense.named_modules() if isinstance(m, nn.Conv2d)}
     plans = [plan_layer(m, name=n, dtype=plan_dtype, backend=backend, kxk=kxk)
              for n, m in convs.items()]
-    masked = copy.deepcopy(dense)
-    lower_convs(masked, plans)
-    sparse = None
-    if converter is not None:
-        sparse = copy.deepcopy(masked)
-        for mod in sparse.modules():
-            if isinstance(mod, LoweredConv2d):
-                mod.convert_weight(converter)
+    masked, sparse, execution = build_variants(dense, plans, order, converter, skip_reason)
     accelerated = [p for p in plans if p.accelerated]
-    log(f'{len(accelerated)} of {len(plans)} backbone convs lowered to GEMMs'
+    log(f'{len(accelerated)} of {len(plans)} backbone convs lowered to GEMMs ({order})'
         + (f'; not: {[(p.name, p.reason) for p in plans if not p.accelerated]}'
            if len(accelerated) < len(plans) else ''))
+    failed = [(n, r) for n, (e, r) in execution.items() if e == 'dense' and
+              r and r.startswith('conversion failed')]
+    if failed:
+        log(f'{len(failed)} layers run dense in the 2:4 model: {failed}')
 
     results = []
     for batch, (h, w) in settings:
@@ -108,11 +182,13 @@ def run_benchmark(backbone: nn.Module,
         inputs: Dict[str, torch.Tensor] = {}
         hooks = [convs[p.name].register_forward_pre_hook(
             lambda mod, args, name=p.name: inputs.__setitem__(name, args[0]))
-            for p in accelerated] if per_layer else []
+            for p in accelerated] if (per_layer or tuner is not None) else []
         with torch.no_grad():
             ref = dense(x)
         for hk in hooks:
             hk.remove()
+        tuned = _tune(sparse, inputs, order, tuner) if (
+            tuner is not None and sparse is not None) else {}
         e2e = dict(dense=measure(lambda: dense(x), warmup, iters, device),
                    masked_gemm=measure(lambda: masked(x), warmup, iters, device))
         with torch.no_grad():
@@ -130,37 +206,9 @@ def run_benchmark(backbone: nn.Module,
                                                        end_to_end['sparse_2to4_ms'])
         end_to_end['speedup_masked_gemm_vs_dense'] = _ratio(end_to_end['dense_ms'],
                                                             end_to_end['masked_gemm_ms'])
-        layers = []
-        for plan in plans if per_layer else []:
-            entry = dict(name=plan.name, kind=plan.kind, weight_shape=plan.weight_shape,
-                         accelerated=plan.accelerated, reason=plan.reason,
-                         pad_rows=plan.pad_rows, pad_cols=plan.pad_cols)
-            if plan.accelerated and plan.name in inputs:
-                xi = inputs[plan.name]
-                entry['input_shape'] = list(xi.shape)
-                entry['gemm'] = plan.gemm_shape(xi.shape)
-                conv = convs[plan.name]
-                low_m = masked.get_submodule(plan.name)
-                entry['dense_ms'] = measure(lambda: conv(xi), warmup, iters,
-                                            device)['median_ms']
-                entry['masked_gemm_ms'] = measure(lambda: low_m(xi), warmup, iters,
-                                                  device)['median_ms']
-                cols = low_m.gemm_input(xi)[0]
-                entry['gemm_dense_ms'] = measure(
-                    lambda: F.linear(cols, low_m.gemm_weight), warmup, iters,
-                    device)['median_ms']
-                entry['sparse_2to4_ms'] = entry['gemm_sparse_ms'] = None
-                if sparse is not None:
-                    low_s = sparse.get_submodule(plan.name)
-                    entry['sparse_2to4_ms'] = measure(lambda: low_s(xi), warmup, iters,
-                                                      device)['median_ms']
-                    entry['gemm_sparse_ms'] = measure(
-                        lambda: F.linear(cols, low_s.gemm_weight), warmup, iters,
-                        device)['median_ms']
-                entry['speedup'] = _ratio(entry['dense_ms'], entry['sparse_2to4_ms'])
-                entry['gemm_speedup'] = _ratio(entry['gemm_dense_ms'],
-                                               entry['gemm_sparse_ms'])
-            layers.append(entry)
+        layers = [_layer_entry(plan, execution[plan.name], convs, masked, sparse, inputs,
+                               tuned, warmup, iters, device)
+                  for plan in (plans if per_layer else [])]
         results.append(dict(batch_size=batch, input_size=[h, w], end_to_end=end_to_end,
                             layers=layers))
         msg = (f'batch {batch}, {h}x{w}: dense {end_to_end["dense_ms"]:.3f} ms, '
@@ -170,7 +218,46 @@ def run_benchmark(backbone: nn.Module,
                     f'(x{end_to_end["speedup_sparse_vs_dense"]:.2f})')
         log(msg)
         inputs.clear()
-    return dict(plans=[p.to_dict() for p in plans], results=results)
+    counts = {k: sum(1 for e, _ in execution.values() if e == k) for k in EXECUTIONS}
+    return dict(plans=[p.to_dict() for p in plans], gemm_order=order,
+                execution_counts=counts, results=results)
+
+
+def _layer_entry(plan, execution, convs, masked, sparse, inputs, tuned, warmup, iters,
+                 device) -> Dict:
+    """One layer's timings and status for one setting."""
+    entry = dict(name=plan.name, kind=plan.kind, weight_shape=plan.weight_shape,
+                 accelerated=plan.accelerated, reason=plan.reason,
+                 execution=execution[0], execution_reason=execution[1],
+                 pad_rows=plan.pad_rows, pad_cols=plan.pad_cols)
+    if not (plan.accelerated and plan.name in inputs):
+        return entry
+    xi = inputs[plan.name]
+    conv, low_m = convs[plan.name], masked.get_submodule(plan.name)
+    entry['input_shape'] = list(xi.shape)
+    entry['gemm'] = plan.gemm_shape(xi.shape)
+    entry['dense_ms'] = measure(lambda: conv(xi), warmup, iters, device)['median_ms']
+    entry['masked_gemm_ms'] = measure(lambda: low_m(xi), warmup, iters,
+                                      device)['median_ms']
+    operand = low_m.gemm_input(xi)[0]
+    entry['gemm_dense_ms'] = measure(lambda: low_m.gemm(operand), warmup, iters,
+                                     device)['median_ms']
+    entry['sparse_2to4_ms'] = entry['gemm_sparse_ms'] = entry['max_abs_diff'] = None
+    low_s = sparse.get_submodule(plan.name) if sparse is not None else None
+    if isinstance(low_s, LoweredConv2d):
+        entry['sparse_2to4_ms'] = measure(lambda: low_s(xi), warmup, iters,
+                                          device)['median_ms']
+        entry['gemm_sparse_ms'] = measure(lambda: low_s.gemm(operand), warmup, iters,
+                                          device)['median_ms']
+        with torch.no_grad():
+            entry['max_abs_diff'] = _max_abs_diff(conv(xi), low_s(xi))
+        note = dense_padding_note(low_s.gemm_weight, operand)
+        entry['notes'] = [note] if note else []
+        if plan.name in tuned:
+            entry['cusparselt_alg_id'] = tuned[plan.name]
+    entry['speedup'] = _ratio(entry['dense_ms'], entry['sparse_2to4_ms'])
+    entry['gemm_speedup'] = _ratio(entry['gemm_dense_ms'], entry['gemm_sparse_ms'])
+    return entry
 
 
 # --------------------------------------------------------------------------- reports
@@ -182,14 +269,32 @@ def _fmt(v, digits=3) -> str:
     return str(v)
 
 
+def _runtime_line(report: Dict) -> str:
+    rt = report.get('runtime') or {}
+    cap = rt.get('capability')
+    return (f'- torch {report.get("torch_version", rt.get("torch"))}, CUDA '
+            f'{rt.get("cuda") or "-"}, cuDNN {rt.get("cudnn") or "-"}, cuSPARSELt '
+            f'{rt.get("cusparselt") or "-"}; compute capability '
+            f'{".".join(map(str, cap)) if cap else "-"}')
+
+
 def markdown(report: Dict) -> str:
+    """The report as markdown: one table per setting, end to end and per layer."""
     lines = [f'# Backbone latency: dense vs 2:4 ({report["config"]})', '',
              f'- checkpoint: `{report["checkpoint"]}`',
              f'- device: {report["device_name"]} ({report["device"]}); dtype '
-             f'{report["dtype"]}; backend {report["backend"] or "-"}; kxk: {report["kxk"]}',
-             f'- {report["accelerator_note"]}',
+             f'{report["dtype"]}; backend {report["backend"] or "-"} '
+             f'({report.get("backend_reason") or "-"}); GEMM order '
+             f'{report.get("gemm_order") or "-"}; cuSPARSELt tuning '
+             f'{"on" if report.get("tune_cusparselt") else "off"}; kxk: {report["kxk"]}',
+             f'- {report["accelerator_note"]}', _runtime_line(report),
              f'- warm-up {report["warmup"]}, {report["iters"]} timed iterations, medians '
-             f'in ms ({report["timer"]}); torch {report["torch_version"]}', '']
+             f'in ms ({report["timer"]})']
+    counts = report.get('execution_counts')
+    if counts:
+        lines.append('- layers in the 2:4 model: ' + ', '.join(
+            f'{v} {k}' for k, v in counts.items()))
+    lines.append('')
     for res in report['results']:
         e = res['end_to_end']
         h, w = res['input_size']
@@ -205,21 +310,24 @@ def markdown(report: Dict) -> str:
                          f'{_fmt(e["speedup_sparse_vs_dense"], 2)} | '
                          f'{_fmt(e["max_abs_diff_sparse_2to4"], 5)} |')
         if res['layers']:
-            lines += ['', '| layer | kind | GEMM M x K x N | dense | masked_gemm | '
+            lines += ['', '| layer | kind | ran | GEMM M x K x N | dense | masked_gemm | '
                       'sparse_2to4 | speed-up | GEMM dense | GEMM sparse | GEMM speed-up |'
-                      ' note |', '|---|---|---|---|---|---|---|---|---|---|---|']
+                      ' note |', '|---|---|---|---|---|---|---|---|---|---|---|---|']
             for layer in res['layers']:
                 g = layer.get('gemm')
                 shape = f'{g["M"]} x {g["K"]} x {g["N"]}' if g else '-'
-                note = layer['reason'] or ''
+                notes = [layer.get('execution_reason') or layer['reason'] or '']
+                notes += layer.get('notes') or []
+                if 'cusparselt_alg_id' in layer:
+                    notes.append(f'cuSPARSELt algorithm {layer["cusparselt_alg_id"]}')
                 lines.append(
-                    f'| {layer["name"]} | {layer["kind"]} | {shape} | '
+                    f'| {layer["name"]} | {layer["kind"]} | {layer.get("execution", "-")} | '
+                    f'{shape} | '
                     f'{_fmt(layer.get("dense_ms"))} | {_fmt(layer.get("masked_gemm_ms"))} | '
                     f'{_fmt(layer.get("sparse_2to4_ms"))} | {_fmt(layer.get("speedup"), 2)} '
                     f'| {_fmt(layer.get("gemm_dense_ms"))} | '
                     f'{_fmt(layer.get("gemm_sparse_ms"))} | '
-                    f'{_fmt(layer.get("gemm_speedup"), 2)} | {note} |')
+                    f'{_fmt(layer.get("gemm_speedup"), 2)} | '
+                    f'{"; ".join(n for n in notes if n)} |')
         lines.append('')
     return '\n'.join(lines)
-
-

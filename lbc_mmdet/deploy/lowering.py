@@ -35,44 +35,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..utils import replace_module
+from .backends import (  # noqa: F401  (re-exported: the kernels' side)
+    ACCELERATED_DTYPES,
+    BACKENDS,
+    MIN_CAPABILITY,
+    default_backend,
+    semi_structured_constraints,
+    semi_structured_support,
+    to_semi_structured,
+)
 from .packing import count_2to4_violations, gemm_matrix
-
-#: dtypes whose semi-structured kernels are 2:4 (fp32 CUTLASS kernels are 1:2 TF32, and
-#: cuSPARSELt has no fp32 kernel in PyTorch).
-ACCELERATED_DTYPES = (torch.float16, torch.bfloat16)
-BACKENDS = ('cusparselt', 'cutlass')
-#: Minimum compute capability of the sparse tensor cores (Ampere).
-MIN_CAPABILITY = (8, 0)
-#: Fallback shape constraints (sparse operand rows, cols) if PyTorch's tables move.
-_FALLBACK_CONSTRAINTS = {
-    'cusparselt': {torch.float16: (16, 16), torch.bfloat16: (16, 16)},
-    'cutlass': {torch.float16: (32, 64), torch.bfloat16: (32, 64)},
-}
 
 _IntPair = Union[int, Tuple[int, int]]
 
 
 def _pair(v: _IntPair) -> Tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
-def semi_structured_constraints(dtype: torch.dtype,
-                                backend: str = 'cusparselt') -> Optional[Tuple[int, int]]:
-    """``(row_multiple, col_multiple)`` the sparse operand of ``backend``'s 2:4 kernel must
-    have for ``dtype`` (PyTorch's ``_DTYPE_SHAPE_CONSTRAINTS``), or None when the backend
-    has no 2:4 kernel for that dtype."""
-    if backend not in BACKENDS:
-        raise ValueError(f'unknown backend {backend!r}; choose from {BACKENDS}')
-    if dtype not in ACCELERATED_DTYPES:
-        return None
-    cls_name = ('SparseSemiStructuredTensorCUSPARSELT' if backend == 'cusparselt' else
-                'SparseSemiStructuredTensorCUTLASS')
-    cls = getattr(torch.sparse, cls_name, None)
-    table = getattr(cls, '_DTYPE_SHAPE_CONSTRAINTS', None) or {}
-    if dtype in table:
-        c = table[dtype]
-        return int(c.sparse_min_rows), int(c.sparse_min_cols)
-    return _FALLBACK_CONSTRAINTS[backend].get(dtype)
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int,
@@ -240,7 +218,7 @@ def im2col(x: torch.Tensor, kernel_size: _IntPair, stride: _IntPair = 1,
 
 
 class LoweredConv2d(nn.Module):
-    """A ``nn.Conv2d`` computed as ``F.linear`` on its GEMM matrix (see module docstring).
+    """A ``nn.Conv2d`` computed as a GEMM on its GEMM matrix (see module docstring).
 
     The GEMM weight is a plain attribute (``gemm_weight``, ``[M + pad_rows, K +
     pad_cols]``) so that it can be swapped for a semi-structured sparse tensor with
@@ -251,14 +229,22 @@ class LoweredConv2d(nn.Module):
         plan (GemmPlan): Its plan (:func:`plan_layer`): a conv kind; its padding is
             applied (a plan that is not accelerated, e.g. for fp32, lowers to a dense
             GEMM all the same).
+        order (str): ``'dense_first'``: ``F.linear(X, W)``, ``X`` ``[B * Ho * Wo, K]``,
+            channels-last output; ``'sparse_first'``: ``W @ X^T``, ``X^T`` ``[K, B * Ho *
+            Wo]``, channel-major output (``[O, B, Ho, Wo]`` memory viewed as NCHW).
+            Which one avoids copies depends on the backend
+            (:func:`lbc_mmdet.deploy.backends.default_gemm_order`).
     """
 
-    def __init__(self, conv: nn.Conv2d, plan: GemmPlan):
+    def __init__(self, conv: nn.Conv2d, plan: GemmPlan, order: str = 'dense_first'):
         super().__init__()
         if plan.kind not in ('conv1x1', 'conv1x1_strided', 'conv_im2col'):
             raise ValueError(f'{plan.name}: cannot lower a {plan.kind} layer '
                              f'({plan.reason})')
+        if order not in ('dense_first', 'sparse_first'):
+            raise ValueError(f"order must be 'dense_first' or 'sparse_first', got {order!r}")
         self.kind = plan.kind
+        self.order = order
         self.out_channels = conv.out_channels
         self.kernel_size, self.stride = plan.kernel_size, plan.stride
         self.padding, self.dilation = plan.padding, plan.dilation
@@ -276,7 +262,11 @@ class LoweredConv2d(nn.Module):
         self.gemm_weight = fn(self.gemm_weight)
 
     def gemm_input(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
-        """``X`` ``[B * Ho * Wo, K (+ pad_cols)]`` and ``(Ho, Wo)``."""
+        """The dense GEMM operand and ``(Ho, Wo)``: ``X`` ``[B * Ho * Wo, K (+ pad_cols)]``
+        (``'dense_first'``) or ``X^T`` ``[K (+ pad_cols), B * Ho * Wo]``
+        (``'sparse_first'``)."""
+        if self.order == 'sparse_first':
+            return self._gemm_input_t(x)
         if self.kind == 'conv_im2col':
             cols, hw = im2col(x, self.kernel_size, self.stride, self.padding, self.dilation)
         else:
@@ -288,17 +278,51 @@ class LoweredConv2d(nn.Module):
             cols = F.pad(cols, (0, self.pad_cols))
         return cols, hw
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _gemm_input_t(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """``X^T``: rows in :func:`gemm_matrix`'s column order, one column per pixel."""
         b = x.shape[0]
-        cols, (ho, wo) = self.gemm_input(x)
-        y = F.linear(cols, self.gemm_weight, self.gemm_bias)
+        if self.kind == 'conv_im2col':
+            kh, kw = self.kernel_size
+            cols = F.unfold(x, (kh, kw), dilation=self.dilation, padding=self.padding,
+                            stride=self.stride)  # [B, C * kh * kw, L], channel major
+            hw = tuple(conv_output_size(x.shape[2 + i], self.kernel_size[i],
+                                        self.stride[i], self.padding[i], self.dilation[i])
+                       for i in range(2))
+            cols = cols.view(b, x.shape[1], kh * kw, -1).permute(2, 1, 0, 3)
+            cols_t = cols.reshape(kh * kw * x.shape[1], -1)
+        else:
+            if self.kind == 'conv1x1_strided':
+                x = x[:, :, ::self.stride[0], ::self.stride[1]]
+            hw = (x.shape[2], x.shape[3])
+            cols_t = x.transpose(0, 1).reshape(x.shape[1], -1)  # free on [C, B, H, W]
+        if self.pad_cols:
+            cols_t = F.pad(cols_t, (0, 0, 0, self.pad_cols))
+        return cols_t, hw
+
+    def gemm(self, operand: torch.Tensor) -> torch.Tensor:
+        """The bare GEMM on :meth:`gemm_input`'s operand: ``[N, M (+ pad_rows)]``
+        (``'dense_first'``) or ``[M (+ pad_rows), N]`` (``'sparse_first'``)."""
+        if self.order == 'sparse_first':
+            return torch.mm(self.gemm_weight, operand)
+        return F.linear(operand, self.gemm_weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, o = x.shape[0], self.out_channels
+        operand, (ho, wo) = self.gemm_input(x)
+        if self.order == 'sparse_first':
+            y = torch.mm(self.gemm_weight, operand)[:o]  # [O, B * Ho * Wo]
+            if self.gemm_bias is not None:
+                y = y + self.gemm_bias[:o, None]
+            # [O, B, Ho, Wo] viewed as NCHW: channel-major memory, no copy
+            return y.view(o, b, ho, wo).permute(1, 0, 2, 3)
+        y = F.linear(operand, self.gemm_weight, self.gemm_bias)
         if self.pad_rows:
-            y = y[:, :self.out_channels]
+            y = y[:, :o]
         # [B, Ho, Wo, O] viewed as NCHW: channels-last memory, no copy
-        return y.reshape(b, ho, wo, self.out_channels).permute(0, 3, 1, 2)
+        return y.reshape(b, ho, wo, o).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
-        return (f'{self.kind}, out={self.out_channels}, k={self.kernel_size}, '
+        return (f'{self.kind}, {self.order}, out={self.out_channels}, k={self.kernel_size}, '
                 f's={self.stride}, p={self.padding}, weight={tuple(self.gemm_weight.shape)}'
                 f' ({type(self.gemm_weight).__name__})')
 
@@ -309,55 +333,19 @@ def plan_model(model: nn.Module, **kwargs) -> List[GemmPlan]:
             if isinstance(mod, (nn.Conv2d, nn.Linear))]
 
 
-def lower_convs(model: nn.Module, plans: Sequence[GemmPlan]) -> List[str]:
+def lower_convs(model: nn.Module, plans: Sequence[GemmPlan],
+                order: str = 'dense_first') -> List[str]:
     """Replace, in place, every conv of ``model`` whose plan is accelerated by a
-    :class:`LoweredConv2d` (with a dense GEMM weight); returns their names."""
+    :class:`LoweredConv2d` (with a dense GEMM weight, in ``order``); returns their
+    names."""
     lowered = []
     for plan in plans:
         if not plan.accelerated or plan.kind == 'linear':
             continue
         conv = model.get_submodule(plan.name)
-        replace_module(model, plan.name, LoweredConv2d(conv, plan))
+        replace_module(model, plan.name, LoweredConv2d(conv, plan, order))
         lowered.append(plan.name)
     return lowered
-
-
-def semi_structured_support(device: Optional[torch.device] = None) -> Tuple[bool, str]:
-    """Whether this process can run 2:4 semi-structured kernels, and a one-line why."""
-    if not torch.cuda.is_available():
-        return False, 'no CUDA GPU available'
-    idx = (torch.device(device).index if device is not None else None)
-    idx = torch.cuda.current_device() if idx is None else idx
-    cap = torch.cuda.get_device_capability(idx)
-    name = torch.cuda.get_device_name(idx)
-    if tuple(cap) < MIN_CAPABILITY:
-        return False, (f'{name} has compute capability {cap[0]}.{cap[1]} < '
-                       f'{MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} (no sparse tensor cores)')
-    return True, f'{name} (compute capability {cap[0]}.{cap[1]})'
-
-
-def default_backend() -> str:
-    """``'cusparselt'`` when PyTorch was built with cuSPARSELt, else ``'cutlass'``."""
-    cusparselt = getattr(torch.backends, 'cusparselt', None)
-    if cusparselt is not None and cusparselt.is_available():
-        return 'cusparselt'
-    return 'cutlass'
-
-
-def to_semi_structured(matrix: torch.Tensor, backend: str = 'cusparselt') -> torch.Tensor:
-    """``torch.sparse.to_sparse_semi_structured`` of a 2:4 CUDA ``matrix`` (already padded
-    to the backend's constraints), with ``backend`` forced."""
-    if backend not in BACKENDS:
-        raise ValueError(f'unknown backend {backend!r}; choose from {BACKENDS}')
-    if not matrix.is_cuda:
-        raise RuntimeError('semi-structured sparse tensors need a CUDA tensor')
-    from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
-    previous = SparseSemiStructuredTensor._FORCE_CUTLASS
-    SparseSemiStructuredTensor._FORCE_CUTLASS = backend == 'cutlass'
-    try:
-        return to_sparse_semi_structured(matrix.contiguous())
-    finally:
-        SparseSemiStructuredTensor._FORCE_CUTLASS = previous
 
 
 __all__ = [

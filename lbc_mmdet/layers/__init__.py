@@ -14,6 +14,7 @@ from .base import (
     NMSparseConv2d,
     NMSparseLinear,
     NMSparseMixin,
+    set_nm_grad_scale,
     sparse_layers,
 )
 from .registry import (
@@ -37,7 +38,8 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
 
 __all__ = [
     'DENSE_DENSITIES', 'NMScheduleState', 'NMSparseConv2d', 'NMSparseLinear',
-    'NMSparseMixin', 'sparse_layers', 'DENSE', 'NMMethod', 'all_state_names',
-    'display_name', 'get_method', 'layer_class', 'method_names', 'plot_style',
-    'register_nm_layer', 'register_variant', 'sparse_layer_types', 'unregister_method'
+    'NMSparseMixin', 'set_nm_grad_scale', 'sparse_layers', 'DENSE', 'NMMethod',
+    'all_state_names', 'display_name', 'get_method', 'layer_class', 'method_names',
+    'plot_style', 'register_nm_layer', 'register_variant', 'sparse_layer_types',
+    'unregister_method'
 ]

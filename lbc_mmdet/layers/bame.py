@@ -57,8 +57,12 @@ Decisions beyond the spec (the maths lives in :mod:`lbc_mmdet.nm.evolution`):
   rank 0 overwrites ``grad_acc`` at every forward: the ranks still agree, but the
   gradient is then mostly rank 0's). A checkpoint saved mid-interval holds rank 0's
   partial local sum, which every rank resumes from (the ranks still agree).
-  Non-finite accumulated entries (an AMP overflow step) are treated as 0. Under a dynamic
-  AMP loss scale the accumulated gradient carries the scale.
+  Non-finite accumulated entries (an AMP overflow step) are treated as 0.
+- AMP loss scaling and gradient accumulation: the gradient reaching the backward is
+  ``nm_grad_scale`` (loss scale / accumulation loss factor, set by ``NMSparsityHook``)
+  times the iteration's true gradient; it is divided by it before being added to
+  ``grad_acc``, so the mean gradient, hence every gain and mask decision, is that of an
+  unscaled, non-accumulated run, whatever the (dynamic) loss scale.
 - Masks are stored as int64 bit patterns (``code``/``prev_code``), so ``m <= 62``.
 - The optimizer still applies weight decay/momentum to weights outside the support (they
   get a zero gradient, not an untouched one); that is the optimizer's, not the layer's.
@@ -87,12 +91,13 @@ from .registry import register_nm_layer
 
 class _BAMEMaskedWeight(torch.autograd.Function):
     """``weight * mask``; the weight gradient is ``grad * support`` and is added to
-    ``grad_acc`` (when given)."""
+    ``grad_acc`` (when given), divided by ``grad_scale`` (the layer's ``nm_grad_scale``)."""
 
     @staticmethod
-    def forward(ctx, weight, mask, support, grad_acc):  # noqa: D102
+    def forward(ctx, weight, mask, support, grad_acc, grad_scale=1.0):  # noqa: D102
         ctx.save_for_backward(support)
         ctx.grad_acc = grad_acc
+        ctx.grad_scale = float(grad_scale)
         return weight * mask
 
     @staticmethod
@@ -100,8 +105,11 @@ class _BAMEMaskedWeight(torch.autograd.Function):
         support, = ctx.saved_tensors
         grad_weight = grad * support
         if ctx.grad_acc is not None:
-            ctx.grad_acc.add_(grad_weight.detach())
-        return grad_weight, None, None, None
+            if ctx.grad_scale == 1.0:
+                ctx.grad_acc.add_(grad_weight.detach())
+            else:  # the true gradient, independent of the loss scale and accumulation
+                ctx.grad_acc.add_(grad_weight.detach(), alpha=1.0 / ctx.grad_scale)
+        return grad_weight, None, None, None, None
 
 
 def _number(value) -> bool:
@@ -246,7 +254,7 @@ class BAMEMixin(NMSparseMixin):
             return self.weight * mask
         return _BAMEMaskedWeight.apply(self.weight, mask,
                                        self._wsupport.to(self.weight.dtype),
-                                       self.grad_acc)
+                                       self.grad_acc, self.nm_grad_scale)
 
     # ----------------------------------------------------------------- evolution
     @torch.no_grad()

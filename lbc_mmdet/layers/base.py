@@ -55,6 +55,12 @@ class NMSparseMixin:
     nm_display_name: str = ''
     nm_plot_style: Tuple[str, str] = ('x', 'gray')
     nm_extra_state_names: Tuple[str, ...] = ()
+    #: How many times larger the gradient reaching this layer's backward is than the
+    #: iteration's true gradient: the AMP loss scale divided by the gradient-accumulation
+    #: loss factor (``NMSparsityHook`` sets it before every training iteration). A method
+    #: that adds to the gradient, or accumulates it, in its backward (SR-STE, BAME) uses
+    #: it so that its term does not depend on either; 1.0 outside training.
+    nm_grad_scale: float = 1.0
 
     weight: nn.Parameter
 
@@ -273,3 +279,9 @@ def sparse_layers(model: nn.Module) -> List[Tuple[str, NMSparseMixin]]:
     """``(name, layer)`` for every N:M sparse layer of ``model`` (eligible or not)."""
     return [(name, mod) for name, mod in model.named_modules()
             if isinstance(mod, NMSparseMixin)]
+
+
+def set_nm_grad_scale(model: nn.Module, scale: float) -> None:
+    """Set :attr:`NMSparseMixin.nm_grad_scale` of every sparse layer of ``model``."""
+    for _, layer in sparse_layers(model):
+        layer.nm_grad_scale = float(scale)

@@ -12,6 +12,13 @@ pruned ones are additionally decayed towards zero by ``lambda_w`` (``2e-4`` by d
 paper's value for detection). SR-STE has no schedule (``nm_update`` does nothing) and no
 state of its own: the mask follows the weights.
 
+Under AMP loss scaling and gradient accumulation the gradient reaching the backward is
+``nm_grad_scale`` (loss scale / accumulation loss factor, set by ``NMSparsityHook``) times
+the true one, and the optimizer wrapper divides the summed ``weight.grad`` by the loss
+scale. The decay is therefore added as ``lambda_w * nm_grad_scale * (1 - mask) * w``: after
+unscaling and summing over the accumulation window it contributes ``lambda_w * (1 - mask)
+* w`` exactly once per optimizer step, as in an unscaled, non-accumulated run.
+
 Decisions beyond the paper:
 
 - Without autograd (``torch.no_grad()``, inference, or a frozen weight) the forward is the
@@ -31,7 +38,8 @@ from .registry import register_nm_layer
 
 class _SRSTEMaskedWeight(torch.autograd.Function):
     """``weight * mask`` whose weight gradient is the dense STE gradient plus
-    ``lambda_w * (1 - mask) * weight``."""
+    ``lambda_w * (1 - mask) * weight`` (``lambda_w`` as given: the layer passes its
+    ``lambda_w * nm_grad_scale``)."""
 
     @staticmethod
     def forward(ctx, weight, mask, lambda_w):  # noqa: D102
@@ -84,7 +92,9 @@ class SRSTEMixin(NMSparseMixin):
         mask = self._nm_mask()
         if not (torch.is_grad_enabled() and self.weight.requires_grad):
             return self.weight * mask
-        return _SRSTEMaskedWeight.apply(self.weight, mask, self.lambda_w)
+        # the decay is scaled like the incoming gradient (module docstring)
+        return _SRSTEMaskedWeight.apply(self.weight, mask,
+                                        self.lambda_w * self.nm_grad_scale)
 
     # ----------------------------------------------------------------- protocol
     # no schedule (_nm_update): the mask follows the weights at every forward

@@ -6,8 +6,11 @@ reports layers initialised from a dense checkpoint, logs the sparsity state thro
 MMEngine's message hub, and keeps an EMA model's masks equal to the live model's: MMEngine's
 averaged models average only floating-point state, so the methods' own buffers
 (``nm_extra_state_names``) are copied into the EMA model after each update. Use the EMA
-model's ``masked_weight()``, never its raw (averaged latent) weights.
+model's ``masked_weight()``, never its raw (averaged latent) weights. Before every iteration
+it sets each layer's ``nm_grad_scale`` (:func:`grad_scale_of`): what AMP loss scaling and
+gradient accumulation multiply the gradient reaching the layers' backward by.
 """
+import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -16,8 +19,38 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 
-from ...layers import NMScheduleState, NMSparseMixin, display_name, sparse_layers
+from ...layers import (
+    NMScheduleState,
+    NMSparseMixin,
+    display_name,
+    set_nm_grad_scale,
+    sparse_layers,
+)
 from ...nm import removal_schedule_error
+
+
+def grad_scale_of(optim_wrapper) -> float:
+    """How many times larger than the iteration's true gradient the gradient reaching
+    the layers' backward is in the coming ``optim_wrapper.update_params(loss)``.
+
+    MMEngine's ``OptimWrapper.update_params`` divides the loss by the accumulation loss
+    factor (``scale_loss``: ``accumulative_counts``, or the remainder in the last, partial
+    window of training), and ``AmpOptimWrapper.backward`` multiplies it by its
+    ``loss_scaler``'s current scale (a ``GradScaler``: 65536 initially, dynamic; 1.0 when
+    disabled). The product of the two is returned (1.0 for anything else, e.g. an
+    ``OptimWrapperDict``). Reading the scale costs one host sync.
+    """
+    scale_loss = getattr(optim_wrapper, 'scale_loss', None)
+    if scale_loss is None or not hasattr(optim_wrapper, '_accumulative_counts'):
+        return 1.0
+    try:
+        factor = float(scale_loss(torch.ones((), dtype=torch.float64)))
+    except AssertionError:  # mmengine: past the last iteration of a bad count status
+        factor = 1.0 / optim_wrapper._accumulative_counts
+    scaler = getattr(optim_wrapper, 'loss_scaler', None)
+    if scaler is not None and getattr(scaler, 'is_enabled', lambda: True)():
+        factor *= float(scaler.get_scale())
+    return factor if math.isfinite(factor) and factor > 0 else 1.0
 
 
 def dense_init_summary(model) -> List[str]:
@@ -220,6 +253,11 @@ class NMSparsityHook(Hook):
         self._ema_pairs = []
         self._sync_ema(runner)
 
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        scale = grad_scale_of(getattr(runner, 'optim_wrapper', None))
+        for _, layer in self._layers:
+            layer.nm_grad_scale = scale
+
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         if self._update(runner, runner.iter + 1):
@@ -229,6 +267,7 @@ class NMSparsityHook(Hook):
             self._log(runner)
 
     def after_train(self, runner) -> None:
+        set_nm_grad_scale(self._model(runner), 1.0)
         self._sync_ema(runner)
         stats = self._collect_stats()
         runner.logger.info(

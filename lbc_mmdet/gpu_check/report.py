@@ -1,0 +1,117 @@
+"""The GPU check's markdown report (the JSON is the report dict itself)."""
+from typing import Dict, List
+
+from ..deploy.latency import markdown as latency_markdown
+
+PARTS = {
+    'a': 'gemm',
+    'b': 'model',
+    'c': 'training',
+    'd': 'latency',
+}
+TITLES = {
+    'gemm': '(a) 2:4 products against the dense product',
+    'model': '(b) lowered 2:4 backbone + FPN against the dense model',
+    'training': '(c) loss-scaled mixed-precision training',
+    'latency': '(d) latency: dense vs 2:4 backbone',
+}
+
+
+def _f(v, digits: int = 2) -> str:
+    if v is None:
+        return '-'
+    if isinstance(v, bool):
+        return 'yes' if v else '**no**'
+    if isinstance(v, float):
+        return f'{v:.{digits}e}' if v and abs(v) < 10**-digits else f'{v:.{digits}f}'
+    return str(v)
+
+
+def verdict(ok) -> str:
+    return 'PASS' if ok else '**FAIL**'
+
+
+def _gemm(part: Dict) -> List[str]:
+    lines = [f'Every distinct GEMM shape of the lowered ResNet-50 backbone for '
+             f'{part["input"]} (M = output channels, K = kh*kw*input channels, N = pixels); '
+             'relative error against fp32 of the same product.', '',
+             '| M | K | N | layers | dtype | backend | order | rel err 2:4 | rel err dense '
+             '| ok |', '|---|---|---|---|---|---|---|---|---|---|']
+    for r in part['results']:
+        layers = ', '.join(r.get('layers', [])[:2]) + (
+            f' (+{len(r["layers"]) - 2})' if len(r.get('layers', [])) > 2 else '')
+        ok = verdict(r['ok']) + (f' ({r["error"]})' if r.get('error') else '')
+        lines.append(f'| {r["M"]} | {r["K"]} | {r["N"]} | {layers} | {r["dtype"]} | '
+                     f'{r["backend"]} | {r["order"]} | {_f(r["rel_err"], 5)} | '
+                     f'{_f(r["rel_err_dense"], 5)} | {ok} |')
+    return lines
+
+
+def _model(part: Dict) -> List[str]:
+    lines = [f'Input {part["input"]}, BatchNorm statistics calibrated on random data; '
+             'relative error of each FPN output against the fp32 dense model.', '',
+             '| dtype | backend | order | 2:4 layers | dense layers | output | shape | '
+             'rel err 2:4 | rel err dense | ok |', '|---|---|---|---|---|---|---|---|---|---|']
+    for r in part['results']:
+        if r.get('error'):
+            lines.append(f'| {r["dtype"]} | {r["backend"]} | {r["order"]} | - | - | - | - '
+                         f'| - | - | {verdict(False)} ({r["error"]}) |')
+            continue
+        dense = ', '.join(r['layers_dense']) or '-'
+        for o in r['outputs']:
+            lines.append(f'| {r["dtype"]} | {r["backend"]} | {r["order"]} | '
+                         f'{r["layers_2to4"]} | {dense} | {o["index"]} | '
+                         f'{"x".join(map(str, o["shape"]))} | {_f(o["rel_err"], 5)} | '
+                         f'{_f(o["rel_err_dense"], 5)} | {verdict(r["ok"])} |')
+    return lines
+
+
+def _training(part: Dict) -> List[str]:
+    lines = ['| method | steps | AMP | first loss | last loss | finite | skipped steps | '
+             'exact N:M layers | ok |', '|---|---|---|---|---|---|---|---|---|']
+    for r in part['results']:
+        lines.append(f'| {r["method"]} | {r["steps"]} | {r["amp_dtype"]} + GradScaler | '
+                     f'{_f(r["first_loss"], 4)} | {_f(r["last_loss"], 4)} | '
+                     f'{_f(r["finite_losses"])} | {r["skipped_steps"]} | '
+                     f'{r["exact_layers"]}/{r["eligible_layers"]} | {verdict(r["ok"])} |')
+    d = part.get('srste_decay')
+    if d and d.get('scale') is None:
+        lines += ['', f'SR-STE decay check: {verdict(False)} ({d.get("error")})']
+    elif d:
+        lines += ['', f'SR-STE decay at loss scale {d["scale"]:g} ({d["amp_dtype"]}, '
+                  f'lambda_w={d["lambda_w"]:g}, {d["layers"]} layers): max relative error of '
+                  f'the unscaled decay against lambda_w * (1 - mask) * w: '
+                  f'{_f(d["max_rel_err"], 3)} ({verdict(d["ok"])}; without nm_grad_scale it '
+                  f'would be about 1).']
+    return lines
+
+
+def _latency(part: Dict) -> List[str]:
+    md = latency_markdown(part['report'])
+    body = md.split('\n', 1)[1] if md.startswith('# ') else md
+    return ['#' + line if line.startswith('## ') else line for line in body.splitlines()]
+
+
+def markdown(report: Dict) -> str:
+    """The whole check as markdown."""
+    rt = report['runtime']
+    cap = rt.get('capability')
+    lines = ['# GPU check: 2:4 kernels, lowered model, loss-scaled training, latency', '',
+             f'- result: {verdict(report["ok"])} ('
+             + ', '.join(f'{key}: {verdict(report[key]["ok"])}'
+                         for key in PARTS.values() if key in report) + ')',
+             f'- device: {rt["device_name"]} (compute capability '
+             f'{".".join(map(str, cap)) if cap else "-"}); torch {rt["torch"]}, CUDA '
+             f'{rt.get("cuda") or "-"}, cuDNN {rt.get("cudnn") or "-"}, cuSPARSELt '
+             f'{rt.get("cusparselt") or "-"}',
+             f'- backend: {report["backend"]} ({report["backend_reason"]}); backends checked '
+             f'in (a): {", ".join(report["backends"])}; GEMM order {report["gemm_order"]}; '
+             f'cuSPARSELt tuning {"on" if report.get("tune") else "off"}',
+             '- wall time: ' + ', '.join(f'{key} {report[key]["seconds"]:.1f} s'
+                                         for key in PARTS.values() if key in report), '']
+    for key, render in (('gemm', _gemm), ('model', _model), ('training', _training),
+                        ('latency', _latency)):
+        if key in report:
+            lines += [f'## {TITLES[key]}: {verdict(report[key]["ok"])}', '']
+            lines += render(report[key]) + ['']
+    return '\n'.join(lines)
