@@ -65,6 +65,34 @@ class LBCMixin(NMSparseMixin):
     nm_display_name = 'LBC'
     nm_plot_style = ('o', 'tab:red')
     nm_extra_state_names: Tuple[str, ...] = ('scores', 'alive')
+    SCORE_INITS = ('uniform', 'magnitude')
+
+    def _nm_configure(self, score_init: str = 'uniform') -> None:
+        """LBC's options.
+
+        Args:
+            score_init (str): ``'uniform'`` (the paper's ``1 / comb(M-1, N-1)`` for every
+                candidate) or ``'magnitude'``: at the start of training (iteration 0)
+                every candidate's score is that value times the candidate's share of its
+                group's weight magnitude, so that a layer starting from trained dense
+                weights removes its smallest candidates first. Defaults to
+                ``'uniform'``.
+        """
+        if score_init not in self.SCORE_INITS:
+            raise ValueError(f'LBC: `score_init` must be one of {self.SCORE_INITS}, got '
+                             f'{score_init!r}')
+        self.score_init = score_init
+
+    @torch.no_grad()
+    def init_scores_from_magnitude(self) -> None:
+        """Scores proportional to the candidates' weight magnitude (``score_init``): the
+        uniform value times ``sum(|w| over the candidate) / (N * mean |w| of the
+        group)``, so a group of equal weights keeps the uniform scores."""
+        n, m = self.nm_n, self.nm_m
+        groups = to_groups(self.weight.detach(), m).abs().float()
+        cand = candidate_magnitude(groups, self._table)  # [G, C]
+        mean = groups.mean(dim=1, keepdim=True).clamp_min(1e-12)
+        self.scores.copy_(cand / (n * mean) / math.comb(m - 1, n - 1))
 
     def _nm_init_state(self) -> None:
         n, m = self.nm_n, self.nm_m
@@ -169,6 +197,9 @@ class LBCMixin(NMSparseMixin):
         return True
 
     def _nm_update(self, state: NMScheduleState) -> bool:
+        if (self.score_init == 'magnitude' and state.iteration == 0
+                and self.num_removed == 0):
+            self.init_scores_from_magnitude()
         return self.remove_to(
             cubic_removed(state.t, state.ti, state.tf, self.num_candidates))
 

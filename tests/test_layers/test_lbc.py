@@ -234,3 +234,36 @@ def test_incremental_mask_after_every_removal_event(n, m):
         layer._mask_key = None  # force the rebuild from `alive`
         assert torch.equal(layer.nm_mask(), ref_mask(layer.alive, layer.weight.shape, n, m))
     assert layer.finished and layer.nm_is_exact()
+
+
+def test_magnitude_score_init_at_the_start_of_training_only():
+    torch.manual_seed(3)
+    layer = LBCConv2d(8, 4, 3, n=2, m=4, score_init='magnitude')
+    uniform = 1 / math.comb(3, 1)
+    assert torch.allclose(layer.scores, torch.full_like(layer.scores, uniform))
+    # iteration 0 (the hook's first update of a fresh run): scores from the weights
+    layer.nm_update(NMScheduleState(t=0.0, ti=0.0, tf=10.0, iteration=0))
+    groups = layer.weight.detach().permute(0, 2, 3, 1).reshape(-1, 4).abs()
+    combos = list(itertools.combinations(range(4), 2))
+    expect = torch.stack([groups[:, list(c)].sum(1) for c in combos], 1)
+    expect = expect / (2 * groups.mean(1, keepdim=True)) * uniform
+    torch.testing.assert_close(layer.scores.detach(), expect)
+    assert not layer.alive.logical_not().any()  # nothing removed at t = 0
+    # the first removal (one candidate at t=1 of a 100-long window) drops each group's
+    # smallest candidate
+    layer.nm_update(NMScheduleState(t=1.0, ti=0.0, tf=100.0, iteration=1))
+    assert layer.num_removed == 1
+    dead = (~layer.alive).float().argmax(1)
+    assert torch.equal(dead, expect.argmin(1))
+    # a resumed run (iteration > 0) keeps its learned scores
+    before = layer.scores.detach().clone()
+    layer.nm_update(NMScheduleState(t=1.0, ti=0.0, tf=100.0, iteration=1))
+    assert torch.equal(layer.scores.detach(), before)
+    # equal weights: the magnitude init is the uniform one
+    flat = LBCLinear(8, 2, n=2, m=4, score_init='magnitude')
+    with torch.no_grad():
+        flat.weight.fill_(0.3)
+    flat.nm_update(NMScheduleState(t=0.0, ti=0.0, tf=10.0, iteration=0))
+    assert torch.allclose(flat.scores, torch.full_like(flat.scores, uniform))
+    with pytest.raises(ValueError, match='score_init'):
+        LBCConv2d(8, 4, 1, score_init='random')
