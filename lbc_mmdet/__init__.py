@@ -26,8 +26,7 @@ from .layers import (  # noqa: E402
                      sparse_layers,
 )
 from .sparsify import build_sparsified, sparsify  # noqa: E402
-
-__version__ = '0.2.0'
+from .version import __version__  # noqa: E402
 
 __all__ = [
     'NMSparsityHook', 'RNGStateHook', 'SafeCheckpointHook', 'TrainFlopsHook',

@@ -15,21 +15,28 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch.nn as nn
 from mmdet.registry import MODELS
 
-from .layers import NMSparseMixin, get_method, layer_class
+from .layers import NMSparseMixin, get_method, layer_class, method_names
 from .layers.registry import dense_type_of
 from .utils import matches, replace_module
 
 
 def layer_options(layer: Optional[Dict]) -> Tuple[str, Dict]:
-    """``(method, options)`` of an ``NMSparsify`` ``layer`` dict (``method`` defaults to
-    ``'lbc'``; ``type`` is accepted as an alias)."""
-    layer = dict(layer or dict(method='lbc', n=2, m=4))
-    method = layer.pop('method', layer.pop('type', 'lbc'))
+    """``(method, options)`` of an ``NMSparsify`` ``layer`` dict (``type`` is accepted as
+    an alias of ``method``).
+
+    Raises:
+        ValueError: No method given (the message lists the registered ones).
+    """
+    layer = dict(layer or {})
+    method = layer.pop('method', layer.pop('type', None))
+    if method is None:
+        raise ValueError('NMSparsify: `layer` needs a `method`, e.g. '
+                         f'layer=dict(method=..., n=2, m=4); known methods: {method_names()}')
     return method, layer
 
 
 def sparsify(model: nn.Module,
-             method: str = 'lbc',
+             method: str,
              n: int = 2,
              m: int = 4,
              include: Sequence[str] = ('*', ),
@@ -38,6 +45,15 @@ def sparsify(model: nn.Module,
     """Replace, in place, every dense ``nn.Conv2d``/``nn.Linear`` whose qualified name
     matches ``include`` and not ``exclude`` (``fnmatch`` patterns) by ``method``'s sparse
     layer.
+
+    Args:
+        model (nn.Module): The model, changed in place.
+        method (str): A registered method's key (:func:`~lbc_mmdet.layers.method_names`).
+        n (int): Weights kept per group. Defaults to 2.
+        m (int): Group size. Defaults to 4.
+        include (Sequence[str]): Module-name patterns to convert. Defaults to all.
+        exclude (Sequence[str]): Module-name patterns to leave dense.
+        **method_kwargs: The method's own options.
 
     Returns:
         list[str]: The names of the converted modules.
@@ -62,14 +78,14 @@ def sparsify(model: nn.Module,
 
 @MODELS.register_module(name='NMSparsify')
 def build_sparsified(model: dict,
-                     layer: Optional[Dict] = None,
+                     layer: Dict,
                      include: Sequence[str] = ('*', ),
                      exclude: Sequence[str] = ()) -> nn.Module:
     """Build ``model`` and make the matching layers sparse (see module docstring).
 
     Args:
         model (dict): The detector's config.
-        layer (dict): ``dict(method='lbc', n=2, m=4, **method_options)``.
+        layer (dict): ``dict(method=<a registered key>, n=2, m=4, **method_options)``.
         include (Sequence[str]): Module-name patterns to convert. Defaults to all.
         exclude (Sequence[str]): Module-name patterns to leave dense.
 

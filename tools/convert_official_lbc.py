@@ -36,19 +36,21 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    import torch
-
-    from lbc_mmdet.engine.checkpoint import atomic_torch_save, atomic_write
+    from lbc_mmdet.engine.checkpoint import (
+        allow_unsafe_load,
+        atomic_torch_save,
+        atomic_write,
+        load_from_local,
+    )
     from lbc_mmdet.layers.lbc_official import convert_official_lbc
     args = parse_args(argv)
     if not osp.isfile(args.src):
         raise ToolError(f'no such checkpoint: {args.src}')
-    try:
-        ckpt = torch.load(args.src, map_location='cpu', weights_only=not args.unsafe_load)
-    except Exception as e:  # noqa: BLE001
-        raise ToolError(f'cannot load {args.src}: {type(e).__name__}: {e}\n(a checkpoint '
-                        'that pickles more than tensors needs --unsafe-load, for a file '
-                        'you trust)') from e
+    if args.unsafe_load:
+        allow_unsafe_load()
+    # the project's loader: safe unless --unsafe-load; a truncated file or one that needs
+    # the unsafe unpickler is one clear error
+    ckpt = load_from_local(args.src, map_location='cpu')
     try:
         state_dict, report = convert_official_lbc(ckpt, args.n, args.m, args.prefix)
     except ValueError as e:

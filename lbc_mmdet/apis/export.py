@@ -9,6 +9,7 @@ from mmengine.logging import print_log
 from ..deploy.export import NMExportError, export_sparse_state_dict, plain
 from ..engine.checkpoint import atomic_torch_save, atomic_write
 from ..errors import LBCError
+from ..version import __version__
 from .models import build_model, load_checkpoint_strict
 
 #: Exit status of ``tools/export.py`` when the model is not exactly N:M.
@@ -37,7 +38,6 @@ def export_checkpoint(config: str, checkpoint: str, out: str,
     """
     import torch
 
-    from .. import __version__
     start = time.time()
     print_log(f'building the sparse model of {config}', logger=logger)
     _, model = build_model(config, cfg_options)

@@ -13,7 +13,7 @@ from ..deploy.export import (
     export_sparse_state_dict,
     strip_sparse_layers,
 )
-from ..engine.config_path import resolve_config_path
+from ..engine.config_path import load_config, readable_config_errors
 from ..errors import LBCError
 from ..layers import sparse_layers
 from ..utils import strip_prefix
@@ -23,7 +23,7 @@ def build_model(config: str, cfg_options: Optional[dict] = None) -> Tuple[Config
                                                                           nn.Module]:
     """``(cfg, model)`` of ``config`` (a file or ``mmdet::...``), no weights loaded and no
     ``init_weights`` (nothing is downloaded)."""
-    cfg = Config.fromfile(resolve_config_path(config))
+    cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
@@ -31,7 +31,8 @@ def build_model(config: str, cfg_options: Optional[dict] = None) -> Tuple[Config
         from mmengine.utils import import_modules_from_strings
         import_modules_from_strings(**cfg.custom_imports)
     from mmdet.registry import MODELS
-    return cfg, MODELS.build(cfg.model)
+    with readable_config_errors(config):
+        return cfg, MODELS.build(cfg.model)
 
 
 def read_state_dict(checkpoint_path: str) -> Tuple[dict, Dict[str, torch.Tensor]]:

@@ -35,21 +35,27 @@ def debug_requested(argv: Optional[Sequence[str]] = None) -> bool:
 
 
 def format_error(err: BaseException) -> str:
-    """``error: <first line>`` and the further lines of the message indented."""
+    """``error: <first line>`` and the further lines of the message indented (an
+    ``OSError`` about a path: ``error: <reason>: <path>``)."""
+    if isinstance(err, OSError) and not isinstance(err, LBCError) and err.filename:
+        return f'error: {err.strerror or type(err).__name__}: {err.filename}'
     lines = str(err).strip().splitlines() or [type(err).__name__]
     return '\n'.join([f'error: {lines[0]}'] + [f'  {ln.strip()}' for ln in lines[1:]])
 
 
 def run_tool(main: Callable[[Optional[List[str]]], Optional[int]],
              argv: Optional[List[str]] = None) -> int:
-    """Run a tool's ``main(argv)``: a user error (:class:`~lbc_mmdet.errors.LBCError`, a
-    missing file) prints one ``error:`` line (its details indented below it) and returns
-    its exit status (2 unless the error says otherwise); ``--debug`` re-raises it.
-    Ctrl-C returns 130."""
+    """Run a tool's ``main(argv)``: a user error (:class:`~lbc_mmdet.errors.LBCError`, or
+    an ``OSError`` about a path: missing, not writable, a file where a folder is needed)
+    prints one ``error:`` line (its details indented below it) and returns its exit
+    status (2 unless the error says otherwise); ``--debug`` re-raises it. Ctrl-C returns
+    130."""
     try:
         return int(main(argv) or 0)
-    except (LBCError, FileNotFoundError) as err:
-        if debug_requested(argv):
+    except (LBCError, OSError) as err:
+        about_a_path = isinstance(err, OSError) and err.filename is not None
+        user_error = isinstance(err, (LBCError, FileNotFoundError)) or about_a_path
+        if debug_requested(argv) or not user_error:
             raise
         print(format_error(err), file=sys.stderr)
         return int(getattr(err, 'exit_code', EXIT_USER_ERROR))

@@ -8,7 +8,8 @@ from mmengine.config import Config
 from ..engine import (
     check_dataset_paths,
     install_safe_checkpoints,
-    resolve_config_path,
+    load_config,
+    readable_config_errors,
     setup_cpu_distributed,
     validate_sparsity_cfg,
 )
@@ -39,10 +40,11 @@ def load_tool_config(config: str, phase: str, launcher: str = 'none',
     ``work_dirs/<config name>``).
 
     Raises:
-        LBCError: A missing config or dataset file, an invalid N:M setting.
+        LBCError: A missing or unreadable config, a missing dataset file, an invalid N:M
+            setting.
     """
     install_safe_checkpoints()
-    cfg = Config.fromfile(resolve_config_path(config))
+    cfg = load_config(config)
     cfg.launcher = launcher
     setup_cpu_distributed(cfg)  # no CUDA: gloo and a CPU DDP wrapper
     if cfg_options is not None:
@@ -58,7 +60,9 @@ def load_tool_config(config: str, phase: str, launcher: str = 'none',
 
 
 def build_runner(cfg: Config):
-    """mmdet's way: the default Runner, or ``cfg.runner_type`` from the registry."""
+    """mmdet's way: the default Runner, or ``cfg.runner_type`` from the registry (a type
+    no registry holds is a :class:`~lbc_mmdet.engine.ConfigError`)."""
     from mmdet.registry import RUNNERS
     from mmengine.runner import Runner
-    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    with readable_config_errors(cfg.filename):
+        return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

@@ -17,8 +17,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'and init_detector); a JSON report is written to OUT.json.',
         epilog=f'exit status: 0 exported, {EXIT_REFUSED} refused (a layer is not exactly '
         f'N:M), {EXIT_USER_ERROR} bad input (missing file, config/checkpoint mismatch). '
-        'example: python tools/export.py configs/faster_rcnn_lbc_2of4.py '
-        'work_dirs/faster_rcnn_lbc_2of4/epoch_12.pth work_dirs/export/frcnn_lbc_2of4.pth')
+        'example: python tools/export.py configs/SPARSE_CONFIG.py '
+        'work_dirs/SPARSE_CONFIG/epoch_12.pth work_dirs/export/SPARSE_CONFIG.pth')
     parser.add_argument('config', help='the sparse config the checkpoint was trained with')
     parser.add_argument('checkpoint', help='the trained checkpoint (.pth)')
     parser.add_argument('out', help='output checkpoint path (.pth)')

@@ -1,10 +1,11 @@
 """Generate the bundled synthetic COCO shapes dataset (``tools/make_demo_data.py``)."""
 import argparse
+import os.path as osp
 import time
 from typing import List, Optional
 
 from ..datasets.demo_coco import format_summary, make_demo_coco
-from ._common import add_debug_arg, run_tool
+from ._common import ToolError, add_debug_arg, run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -31,9 +32,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    if osp.exists(args.out) and not osp.isdir(args.out):
+        raise ToolError(f'--out {args.out} is a file, not a folder')
     start = time.time()
-    summary = make_demo_coco(args.out, num_train=args.num_train, num_val=args.num_val,
-                             img_size=args.img_size, seed=args.seed, force=args.force)
+    try:
+        summary = make_demo_coco(args.out, num_train=args.num_train, num_val=args.num_val,
+                                 img_size=args.img_size, seed=args.seed, force=args.force)
+    except ValueError as err:  # the sizes
+        raise ToolError(f'{err} (--num-train, --num-val, --img-size)') from err
     print(format_summary(summary))
     print(f'done in {time.time() - start:.1f} s')
     return 0

@@ -17,6 +17,8 @@ from typing import List, Optional
 
 from mmengine.config import DictAction
 
+from ..engine.config_path import load_config
+from ..layers import DENSE, method_names
 from ..suite.runner import LAUNCHERS, SuiteRunner
 from ..suite.spec import load_suite
 from ._common import ToolError, add_debug_arg, run_tool
@@ -27,8 +29,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description='Train the runs of a benchmark suite one after the other and write '
         'results.md / results.csv / results.png (paper Tables 2 and 3 layout).',
         epilog='The suite file (python or yaml) lists the runs: suite = [dict(label='
-        "'LBC 2:4', config='configs/...', method='lbc', pattern='2:4', "
-        "model='Faster R-CNN', cfg_options={...}), ...]. See configs/suites/.")
+        "'LABEL', config='configs/...', method=KEY, pattern='2:4', "
+        "model='Faster R-CNN', cfg_options={...}), ...] with KEY one of "
+        f"{', '.join([DENSE] + method_names())}. See configs/suites/.")
     parser.add_argument('suite', metavar='SUITE_FILE', help='the suite file (.py/.yaml)')
     parser.add_argument('--work-root', help='root of the runs\' work dirs and of the '
                         'results files (default: the suite\'s `work_root`, else '
@@ -41,8 +44,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--dry-run', action='store_true',
                         help='print the plan and the commands; run and write nothing')
     parser.add_argument('--only', nargs='+', metavar='LABEL',
-                        help='train only these runs (labels, or their work-dir names such '
-                        'as lbc_2of4); the tables still show every run that has results')
+                        help="train only these runs (labels, or their work-dir names: "
+                        "'ABC 2:4' -> abc_2of4); the tables still show every run that has "
+                        'results')
     parser.add_argument('--seeds', nargs='+', type=int, metavar='SEED',
                         help="train only these of the suite's seeds (the tables show "
                         'every seed that has results)')
@@ -72,6 +76,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     # training command too: it runs in its own session
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
+    if args.suite.endswith('.py') and osp.isfile(args.suite):
+        load_config(args.suite, what='suite file')  # a broken file: one error line
     suite = load_suite(args.suite)
     runner = SuiteRunner(suite, work_root=args.work_root, launcher=args.launcher,
                          gpus=args.gpus, partition=args.partition, only=args.only,

@@ -6,7 +6,7 @@ import warnings
 from copy import deepcopy
 from typing import List, Optional
 
-from ..engine import allow_unsafe_load
+from ..engine import allow_unsafe_load, readable_config_errors
 from ..errors import LBCError
 from ._common import run_tool
 from ._config import build_runner, load_tool_config
@@ -95,7 +95,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.out is not None:
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    metrics = runner.test()
+    with readable_config_errors(args.config):  # the dataset is built here
+        metrics = runner.test()
     if runner.rank == 0:
         print_results(runner, metrics, args)
     return 0

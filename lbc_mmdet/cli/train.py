@@ -6,7 +6,7 @@ from typing import List, Optional
 
 from mmengine.config import DictAction
 
-from ..engine import allow_unsafe_load
+from ..engine import allow_unsafe_load, readable_config_errors
 from ..engine.checkpoint import UNSAFE_LOAD_ENV
 from ..errors import LBCError
 from ._common import add_debug_arg, run_tool
@@ -37,7 +37,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Train a detector (mmdet 3.x conventions).',
         epilog='example: python tools/train.py '
-        'configs/demo/faster_rcnn_r50_fpn_lbc_2of4_demo.py')
+        'configs/demo/faster_rcnn_r50_fpn_dense_demo.py (configs/demo/ holds every '
+        "method's demo config)")
     parser.add_argument('config', help='train config file, or an installed package\'s '
                         'config such as mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -89,7 +90,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     runner = build_runner(cfg)
-    runner.train()
+    with readable_config_errors(args.config):  # the datasets are built here
+        runner.train()
     if runner.rank == 0:
         print_results(runner)
     return 0

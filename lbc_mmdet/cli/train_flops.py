@@ -15,8 +15,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description='Training FLOPs of an N:M method relative to dense training, for '
         'ImageNet ResNet-50 at 224 px, computed from the schedule (epoch e runs with '
         'the state at t = e; no training).',
-        epilog='example: python tools/train_flops.py --method srste --n 2 --m 4 '
-        '--epochs 120 --ti 0 --tf 0 --convention paper  ->  FLOPs (Train): 0.83x')
+        epilog='example: python tools/train_flops.py --method KEY --n 2 --m 4 '
+        '--epochs 120 --ti 0 --tf 0 --convention paper (docs/benchmark.md compares the '
+        "results with the paper's figures)")
     parser.add_argument('--method', required=True,
                         help=f'N:M method (registered: {", ".join(method_names())})')
     parser.add_argument('--n', type=int, default=2, help='N (default: %(default)s)')

@@ -3,7 +3,6 @@
 import argparse
 import json
 import os.path as osp
-import pickle
 from typing import List, Optional
 
 from ..deploy.verify import DEFAULT_INCLUDE, verify_nm
@@ -19,7 +18,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'weights are checked: export a training checkpoint first (tools/export.py).',
         epilog=f'exit status: 0 all checked weights are N:M, {EXIT_NOT_NM} some are not '
         '(listed) or none matched, 2 bad input. example: python tools/verify_nm.py '
-        'work_dirs/export/frcnn_lbc_2of4.pth --n 2 --m 4')
+        'work_dirs/export/SPARSE_CONFIG.pth --n 2 --m 4')
     parser.add_argument('checkpoint', help='checkpoint (.pth): exported or not')
     parser.add_argument('--n', type=int, required=True, help='non-zeros per group (N)')
     parser.add_argument('--m', type=int, required=True, help='group size (M)')
@@ -37,19 +36,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    import torch
-
-    from ..engine.checkpoint import atomic_write
+    from ..engine.checkpoint import atomic_write, load_from_local
     args = parse_args(argv)
     if not 0 < args.n < args.m:
         raise ToolError(f'need 0 < n < m, got --n {args.n} --m {args.m}')
     if not osp.isfile(args.checkpoint):
         raise ToolError(f'checkpoint not found: {args.checkpoint}')
-    try:
-        checkpoint = torch.load(args.checkpoint, map_location='cpu', weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        raise ToolError(f'cannot read {args.checkpoint} with torch.load(weights_only=True)'
-                        f': {str(err).splitlines()[0]}') from err
+    # the project's safe loader: a corrupt or unsafe file is one clear error
+    checkpoint = load_from_local(args.checkpoint, map_location='cpu')
     if not isinstance(checkpoint, dict):
         raise ToolError(f'{args.checkpoint} is not a state dict / checkpoint dict')
     result = verify_nm(checkpoint, args.n, args.m, include=args.include,

@@ -10,17 +10,31 @@ from .checkpoint import (
                          install_safe_checkpoints,
                          uninstall_safe_checkpoints,
 )
-from .config_path import resolve_config_path
+from .config_path import (
+                          ConfigError,
+                          ConfigNotFoundError,
+                          load_config,
+                          readable_config_errors,
+                          resolve_config_path,
+)
 from .cpu_dist import CPUDistributedDataParallel, setup_cpu_distributed
 from .data_check import DatasetNotFoundError, check_dataset_paths
-from .hooks import NMSparsityHook, RNGStateHook, SafeCheckpointHook, TrainFlopsHook
+from .hooks import (
+                    ChannelPermutationHook,
+                    NMSparsityHook,
+                    RNGStateHook,
+                    SafeCheckpointHook,
+                    TrainFlopsHook,
+)
 from .validate import SparsityConfigError, validate_sparsity_cfg
 
 __all__ = [
     'CorruptCheckpointError', 'UnsafeCheckpointError', 'allow_unsafe_load',
     'atomic_torch_save', 'atomic_write', 'install_safe_checkpoints',
-    'uninstall_safe_checkpoints', 'resolve_config_path', 'CPUDistributedDataParallel',
+    'uninstall_safe_checkpoints', 'ConfigError', 'ConfigNotFoundError', 'load_config',
+    'readable_config_errors', 'resolve_config_path', 'CPUDistributedDataParallel',
     'setup_cpu_distributed', 'DatasetNotFoundError', 'check_dataset_paths',
-    'NMSparsityHook', 'RNGStateHook', 'SafeCheckpointHook', 'TrainFlopsHook',
+    'ChannelPermutationHook', 'NMSparsityHook', 'RNGStateHook', 'SafeCheckpointHook',
+    'TrainFlopsHook',
     'SparsityConfigError', 'validate_sparsity_cfg'
 ]

@@ -15,6 +15,7 @@ Errors are :class:`SparsityConfigError` (a ``ValueError``) whose message starts 
 config path of the offending field, e.g. ``model.backbone.conv_cfg.n``.
 """
 import inspect
+import types
 from typing import Any, Dict, List, Tuple
 
 from ..errors import LBCError, PatternError
@@ -51,7 +52,7 @@ def _check_layer(cls: type, opts: Dict[str, Any], where: str) -> None:
         raise SparsityConfigError(f'{where}.{err.field}: {err}') from None
     method_opts = cls._nm_split_kwargs(opts)
     try:
-        cls._nm_configure(_Scratch(), **method_opts)
+        cls._nm_configure(_Scratch(cls), **method_opts)
     except ValueError as err:
         raise SparsityConfigError(f'{where}: {err}') from None
     except TypeError as err:
@@ -69,7 +70,19 @@ def _check_layer(cls: type, opts: Dict[str, Any], where: str) -> None:
 
 
 class _Scratch:
-    """Stand-in ``self`` for a method's ``_nm_configure`` (it only stores options)."""
+    """Stand-in ``self`` for a method's ``_nm_configure`` (no layer is built): it stores
+    what the method sets and reads the class's attributes and methods (constants such as
+    the allowed values of an option, helpers), bound to itself."""
+
+    def __init__(self, cls: type) -> None:
+        object.__setattr__(self, '_cls', cls)
+
+    def __getattr__(self, name: str) -> Any:
+        static = inspect.getattr_static(self._cls, name)
+        value = getattr(self._cls, name)
+        if inspect.isfunction(static):  # a plain method: bound to the stand-in
+            return types.MethodType(value, self)
+        return value
 
 
 def _walk(node: Any, path: str, out: List[Tuple[str, dict]]) -> None:
@@ -112,9 +125,9 @@ def validate_sparsity_cfg(cfg) -> int:
                     f'N:M sparse layers: {sorted(sparse)}')
         type_name = node.get('type')
         if type_name == 'NMSparsify':
-            method, layer = layer_options(node.get('layer'))
             where = f'{path}.layer' if path else 'layer'
             try:
+                method, layer = layer_options(node.get('layer'))
                 cls = layer_class(method, 'Conv2d')
             except ValueError as err:
                 raise SparsityConfigError(f'{where}.method: {err}') from None

@@ -1,5 +1,5 @@
 """N:M sparsity maths in plain torch: grouping, combinations, masks, schedules, BAME's
-mask evolution.
+mask evolution, channel permutations.
 
 Nothing here imports mmengine or mmdet, so it can be tested and reused on its own.
 """
@@ -40,6 +40,13 @@ from .masks import (
                            is_nm_sparse,
                            topn_magnitude_mask,
 )
+from .permutation import (
+                           PermutationResult,
+                           channel_matrix,
+                           kept_magnitude,
+                           permute_input_channels,
+                           search_permutation,
+)
 from .schedule import (
                            ceil_count,
                            cubic_fraction,
@@ -57,6 +64,7 @@ __all__ = [
     'selection_scores', 'assign_groups', 'from_groups', 'group_size_error',
     'grouped_product', 'num_groups', 'to_groups', 'candidate_magnitude',
     'candidate_mask', 'count_nonzero_per_group', 'is_nm_sparse', 'topn_magnitude_mask',
-    'ceil_count', 'cubic_fraction', 'cubic_remaining', 'cubic_removed',
+    'PermutationResult', 'channel_matrix', 'kept_magnitude', 'permute_input_channels',
+    'search_permutation', 'ceil_count', 'cubic_fraction', 'cubic_remaining', 'cubic_removed',
     'removal_schedule_error', 'window_progress'
 ]

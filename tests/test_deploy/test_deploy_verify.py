@@ -118,4 +118,4 @@ def test_tool_bad_input(workdir, capsys):
     junk = workdir / 'junk.pth'
     junk.write_bytes(b'not a checkpoint')
     assert tool.cli([str(junk), '--n', '2', '--m', '4']) == 2
-    assert 'cannot read' in capsys.readouterr().err
+    assert 'is corrupt or truncated' in capsys.readouterr().err

@@ -196,6 +196,8 @@ def test_checkpoint_of_another_pattern(tmp_path, cls, msg):
 
 @pytest.mark.parametrize('damage', ['truncated', 'empty', 'garbage'])
 def test_corrupt_checkpoint(tmp_path, damage):
+    from lbc_mmdet.engine import install_safe_checkpoints
+    install_safe_checkpoints()  # what the tools and SafeCheckpointHook do
     path = str(tmp_path / 'iter_2.pth')
     model = nn.Sequential(LBCConv2d(16, 16, 1))
     save_checkpoint(dict(state_dict=model.state_dict(), meta=dict(iter=2)), path)

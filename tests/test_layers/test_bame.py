@@ -1,4 +1,4 @@
-"""BAME layers (reconstruction, see ``bame-spec.md``) against references written here."""
+"""BAME layers (reconstruction, see ``docs/bame_spec.md``) against references written here."""
 import itertools
 import math
 import subprocess

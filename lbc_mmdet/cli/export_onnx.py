@@ -1,0 +1,82 @@
+"""Export a detector's backbone and neck to ONNX and check it (``tools/export_onnx.py``)."""
+import argparse
+from typing import List, Optional, Tuple
+
+from mmengine.config import DictAction
+
+from ..apis.onnx_export import EXIT_CHECK_FAILED, export_onnx
+from ..deploy.verify import DEFAULT_INCLUDE
+from ._common import EXIT_USER_ERROR, ToolError, add_debug_arg, run_tool
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """``'320'`` -> (320, 320); ``'320x480'`` -> (320, 480) (height x width)."""
+    try:
+        parts = [int(p) for p in text.lower().split('x')]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'bad input size {text!r} (use H or HxW)')
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f'bad input size {text!r} (use H or HxW)')
+    return parts[0], parts[1]
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Export the backbone and neck of a trained detector (masks folded: "
+        'the exported dense model) to ONNX with torch.onnx.export(dynamo=False), then '
+        'check the file: its feature maps against PyTorch on onnxruntime (CPU), and every '
+        'N:M layer still N:M in the ONNX weights along the input channels (the axis '
+        "TensorRT's sparse kernels use). The report (OUT.json) also lists which convs "
+        'TensorRT could run 2:4 sparse and why the others cannot.',
+        epilog=f'exit status: 0 exported and checked, {EXIT_CHECK_FAILED} a check failed '
+        f'(the layers are named), {EXIT_USER_ERROR} bad input. Then, on a GPU machine: '
+        'trtexec --onnx=OUT --sparsity=enable --fp16. example: python tools/export_onnx.py '
+        'configs/demo/faster_rcnn_r50_fpn_lbc_2of4_demo.py work_dirs/x/iter_400.pth '
+        'work_dirs/onnx/lbc_2of4.onnx')
+    parser.add_argument('config', help='the sparse config the checkpoint was trained with '
+                        '(or the dense config of an exported checkpoint)')
+    parser.add_argument('checkpoint', help='exported or finished training checkpoint')
+    parser.add_argument('out', help='output .onnx path (the report goes to OUT.json)')
+    parser.add_argument('--input-size', type=parse_size, default=(320, 320),
+                        metavar='HxW', help='export/check input size (default: 320x320)')
+    parser.add_argument('--opset', type=int, default=17, help='ONNX opset (default: 17)')
+    parser.add_argument('--atol', type=float, default=1e-4,
+                        help='absolute tolerance of the comparison (default: 1e-4)')
+    parser.add_argument('--rtol', type=float, default=1e-4,
+                        help='tolerance relative to the largest |feature| (default: 1e-4)')
+    parser.add_argument('--n', type=int, default=2,
+                        help='N of the expected pattern for a dense config (default: 2)')
+    parser.add_argument('--m', type=int, default=4,
+                        help='M of the expected pattern for a dense config (default: 4)')
+    parser.add_argument('--include', nargs='+', default=None, metavar='PATTERN',
+                        help='with a dense config: fnmatch patterns on module names of '
+                        f"the layers expected N:M (default: {' '.join(DEFAULT_INCLUDE)})")
+    parser.add_argument('--check-only', action='store_true',
+                        help='check an existing OUT without exporting it again')
+    parser.add_argument('--report', default=None, help='report path (default: OUT.json)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value (as in tools/train.py)')
+    add_debug_arg(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    if not 0 < args.n < args.m:
+        raise ToolError(f'need 0 < n < m, got --n {args.n} --m {args.m}')
+    export_onnx(args.config, args.checkpoint, args.out, input_size=args.input_size,
+                opset=args.opset, atol=args.atol, rtol=args.rtol, n=args.n, m=args.m,
+                include=args.include, check_only=args.check_only, report_path=args.report,
+                cfg_options=args.cfg_options)
+    return 0
+
+
+def cli(argv: Optional[List[str]] = None) -> int:
+    """``main`` with the tools' error handling."""
+    return run_tool(main, argv)
+
+
+if __name__ == '__main__':
+    raise SystemExit(cli())
