@@ -21,3 +21,7 @@ class PatternError(LBCError, ValueError):
 
 class CheckpointMismatchError(LBCError, RuntimeError):
     """A checkpoint's state does not fit the model (another pattern, method or model)."""
+
+
+class ModelError(LBCError, RuntimeError):
+    """The model does not hold what a hook or tool needs (e.g. no N:M sparse layer)."""

@@ -33,8 +33,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         epilog=f'exit status: 0 exported and checked, {EXIT_CHECK_FAILED} a check failed '
         f'(the layers are named), {EXIT_USER_ERROR} bad input. Then, on a GPU machine: '
         'trtexec --onnx=OUT --sparsity=enable --fp16. example: python tools/export_onnx.py '
-        'configs/demo/faster_rcnn_r50_fpn_lbc_2of4_demo.py work_dirs/x/iter_400.pth '
-        'work_dirs/onnx/lbc_2of4.onnx')
+        'SPARSE_CONFIG work_dirs/x/iter_400.pth work_dirs/onnx/model.onnx')
     parser.add_argument('config', help='the sparse config the checkpoint was trained with '
                         '(or the dense config of an exported checkpoint)')
     parser.add_argument('checkpoint', help='exported or finished training checkpoint')

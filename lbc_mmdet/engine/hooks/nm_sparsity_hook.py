@@ -19,11 +19,13 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 
+from ...errors import ModelError
 from ...layers import (
     NMScheduleState,
     NMSparseMixin,
     display_name,
     set_nm_grad_scale,
+    sparse_layer_types,
     sparse_layers,
 )
 from ...nm import removal_schedule_error
@@ -209,10 +211,12 @@ class NMSparsityHook(Hook):
     def before_run(self, runner) -> None:
         self._layers = sparse_layers(self._model(runner))
         if not self._layers:
-            raise RuntimeError(
+            types = ', '.join(sorted(sparse_layer_types()))
+            raise ModelError(
                 'NMSparsityHook: the model has no N:M sparse layer. Give the backbone '
-                "`conv_cfg=dict(type='LBCConv2d', n=2, m=4)` (or another method's layer), "
-                "or build the model with type='NMSparsify'; see configs/_base_/.")
+                "`conv_cfg=dict(type=<an N:M layer>, n=2, m=4)` (registered layers: "
+                f"{types}), or build the model with type='NMSparsify'; see "
+                'configs/_base_/sparsity/.')
         eligible = [(n, lay) for n, lay in self._layers if lay.nm_eligible]
         dense = [(n, lay) for n, lay in self._layers if not lay.nm_eligible]
         methods = sorted({lay.nm_method for _, lay in eligible})
