@@ -386,6 +386,7 @@ def test_demo_suite_settings():
 
 
 @pytest.mark.parametrize('name', ['demo.py', 'smoke.py', 'demo_table2.py', 'demo_table3.py',
+                                  'demo_asp_permutation.py',
                                   'paper_table2.py', 'paper_table3.py'])
 def test_suite_files_load(name):
     suite = load_suite(osp.join(REPO_ROOT, 'configs/suites', name))
