@@ -111,8 +111,10 @@ def train_step(model, optimizer, data) -> float:
     return float(loss.detach())
 
 
-def saved_tensor_bytes(model, optimizer, data) -> int:
-    """Bytes of the unique storages autograd saves for the backward in one step."""
+def saved_tensor_bytes(model, optimizer, data) -> Tuple[int, int]:
+    """Bytes of the unique storages autograd saves for the backward in one step:
+    ``(all, new)``, ``new`` leaving out the model's own parameters and buffers (which exist
+    whether or not a step runs)."""
     seen = {}
 
     def pack(t):
@@ -128,7 +130,10 @@ def saved_tensor_bytes(model, optimizer, data) -> int:
     loss, _ = model.parse_losses(losses)
     loss.backward()
     optimizer.zero_grad(set_to_none=True)
-    return int(sum(seen.values()))
+    own = {t.untyped_storage().data_ptr() for t in list(model.parameters()) +
+           list(model.buffers())}
+    return (int(sum(seen.values())),
+            int(sum(v for k, v in seen.items() if k not in own)))
 
 
 def extra_state_bytes(model) -> int:
@@ -173,44 +178,23 @@ def time_events(model, steps: int = 10, reps: int = 1) -> Dict[str, float]:
                 event_all_ms=times, events=len(times), layers=layers)
 
 
-def run_training_benchmark(config: str,
-                           methods: Optional[Sequence[str]] = None,
-                           warmup: int = 2,
-                           iters: int = 5,
-                           depth: int = 50,
-                           batch_size: int = 2,
-                           img_size: int = 128,
-                           removal_reps: int = 3,
-                           out: Optional[str] = None,
-                           threads: Optional[int] = None,
-                           goals: Optional[Dict[str, float]] = None,
-                           event_goal_ms: Optional[float] = EVENT_GOAL_MS,
-                           log=print) -> dict:
-    """Run the benchmark on the detector of the dense ``config`` (entries:
-    :func:`benchmark_entries`, all by default); write ``results.json`` and
-    ``results.md`` under ``out``. ``goals`` maps entries to the step ratio they should
-    meet."""
-    if threads:
-        torch.set_num_threads(threads)
-    goals = dict(goals or {})
-    methods = list(methods or benchmark_entries())
-    for entry in methods:
-        if entry != DENSE:
-            _entry_method(entry)
-    if DENSE not in methods:
-        methods.insert(0, DENSE)
-    models, opts, batches, rows = {}, {}, {}, {}
+def load_average() -> Optional[float]:
+    """The 1-minute load average (None where the platform has none)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return None
+
+
+def _measure_size(models, opts, methods, batch_size, img_size, warmup, iters, goals,
+                  log) -> List[dict]:
+    """Round-robin step times and saved bytes of every entry at one input size."""
+    batches, rows = {}, {}
     for method in methods:
-        t0 = time.perf_counter()
-        model = build_model(method, config, depth=depth)
-        models[method] = model
-        opts[method] = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9,
-                                       weight_decay=1e-4)
-        batches[method] = make_batch(model, batch_size, img_size)
-        rows[method] = dict(method=method, extra_state_bytes=extra_state_bytes(model),
-                            saved_bytes=saved_tensor_bytes(model, opts[method],
-                                                           batches[method]))
-        log(f'built {method} in {time.perf_counter() - t0:.1f} s')
+        batches[method] = make_batch(models[method], batch_size, img_size)
+        saved, saved_new = saved_tensor_bytes(models[method], opts[method], batches[method])
+        rows[method] = dict(method=method, extra_state_bytes=extra_state_bytes(
+            models[method]), saved_bytes=saved, saved_new_bytes=saved_new)
     times: Dict[str, List[float]] = {m: [] for m in methods}
     for r in range(warmup + iters):
         for method in methods:
@@ -219,18 +203,62 @@ def run_training_benchmark(config: str,
             dt = (time.perf_counter() - t0) * 1e3
             if r >= warmup:
                 times[method].append(dt)
-        log(f'round {r + 1}/{warmup + iters}' + (' (warm-up)' if r < warmup else '') +
-            ': ' + ', '.join(f'{m} {times[m][-1]:.0f} ms' if r >= warmup else m
-                             for m in methods))
-    dense_ms = statistics.median(times['dense'])
-    dense_saved = rows['dense']['saved_bytes']
+        log(f'{img_size} px, round {r + 1}/{warmup + iters}' +
+            (' (warm-up)' if r < warmup else '') + ': ' +
+            ', '.join(f'{m} {times[m][-1]:.0f} ms' if r >= warmup else m for m in methods))
+    dense_ms = statistics.median(times[DENSE])
+    dense = rows[DENSE]
     for method in methods:
         med = statistics.median(times[method])
         row = rows[method]
         row.update(step_ms=med, step_all_ms=times[method], ratio=med / dense_ms,
-                   saved_ratio=row['saved_bytes'] / max(dense_saved, 1),
-                   goal=goals.get(method))
+                   saved_ratio=row['saved_bytes'] / max(dense['saved_bytes'], 1),
+                   saved_new_ratio=row['saved_new_bytes'] / max(dense['saved_new_bytes'], 1),
+                   goal=goals.get((method, img_size), goals.get(method)))
         row['goal_met'] = None if row['goal'] is None else bool(row['ratio'] <= row['goal'])
+    return [rows[m] for m in methods]
+
+
+def run_training_benchmark(config: str,
+                           methods: Optional[Sequence[str]] = None,
+                           warmup: int = 2,
+                           iters: int = 5,
+                           depth: int = 50,
+                           batch_size: int = 2,
+                           img_sizes: Sequence[int] = (128, 512),
+                           removal_reps: int = 3,
+                           out: Optional[str] = None,
+                           threads: Optional[int] = None,
+                           goals: Optional[Dict] = None,
+                           event_goal_ms: Optional[float] = EVENT_GOAL_MS,
+                           max_load: float = 1.5,
+                           log=print) -> dict:
+    """Run the benchmark on the detector of the dense ``config`` (entries:
+    :func:`benchmark_entries`, all by default) at every input size; write
+    ``results.json`` and ``results.md`` under ``out``. ``goals`` maps an entry, or
+    ``(entry, img_size)``, to the step ratio it should meet. A run whose load average
+    (start or end) is above ``max_load`` says it is not trustworthy."""
+    if threads:
+        torch.set_num_threads(threads)
+    load_start = load_average()
+    goals = dict(goals or {})
+    methods = list(methods or benchmark_entries())
+    for entry in methods:
+        if entry != DENSE:
+            _entry_method(entry)
+    if DENSE not in methods:
+        methods.insert(0, DENSE)
+    models, opts = {}, {}
+    for method in methods:
+        t0 = time.perf_counter()
+        models[method] = build_model(method, config, depth=depth)
+        opts[method] = torch.optim.SGD(models[method].parameters(), lr=1e-4, momentum=0.9,
+                                       weight_decay=1e-4)
+        log(f'built {method} in {time.perf_counter() - t0:.1f} s')
+    sizes = {}
+    for img_size in img_sizes:
+        sizes[str(img_size)] = _measure_size(models, opts, methods, batch_size, img_size,
+                                             warmup, iters, goals, log)
     events = {}
     for method in methods:
         if method == DENSE:
@@ -241,14 +269,18 @@ def run_training_benchmark(config: str,
             ev['goal_met'] = (None if event_goal_ms is None else
                               bool(ev['event_ms'] <= event_goal_ms))
             events[method] = ev
+    load_end = load_average()
+    loads = [x for x in (load_start, load_end) if x is not None]
     result = dict(
         date=datetime.datetime.now().isoformat(timespec='seconds'),
         machine=dict(platform=platform.platform(), processor=platform.processor(),
                      cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
                      torch=torch.__version__),
+        load=dict(start=load_start, end=load_end, max_trustworthy=max_load,
+                  trustworthy=bool(loads) and max(loads) <= max_load),
         settings=dict(warmup=warmup, iters=iters, depth=depth, batch_size=batch_size,
-                      img_size=img_size, removal_reps=removal_reps),
-        methods=[rows[m] for m in methods],
+                      img_sizes=list(img_sizes), removal_reps=removal_reps),
+        sizes=sizes,
         events=events,
         max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     result['markdown'] = to_markdown(result)
@@ -261,20 +293,27 @@ def run_training_benchmark(config: str,
 
 def to_markdown(result: dict) -> str:
     s = result['settings']
-    lines = [
-        f"Training step, Faster R-CNN R{s['depth']}-FPN, batch {s['batch_size']} x "
-        f"{s['img_size']} px, median of {s['iters']} (warm-up {s['warmup']}), "
-        f"{result['machine']['torch_threads']} torch threads, {result['date']}", '',
-        '| method | step (ms) | ratio to dense | goal | met | saved-for-backward (MB) '
-        '| vs dense | extra state (MB) |',
-        '|---|---:|---:|---:|:-:|---:|---:|---:|'
-    ]
-    for r in result['methods']:
-        goal = '' if r['goal'] is None else f"<= {r['goal']:.2f}x"
-        met = '' if r['goal_met'] is None else ('yes' if r['goal_met'] else 'no')
-        lines.append(f"| {r['method']} | {r['step_ms']:.0f} | {r['ratio']:.3f} | {goal} | "
-                     f"{met} | {r['saved_bytes'] / 2**20:.1f} | {r['saved_ratio']:.3f} | "
-                     f"{r['extra_state_bytes'] / 2**20:.2f} |")
+    load = result['load']
+    fmt = lambda x: '-' if x is None else f'{x:.2f}'  # noqa: E731
+    lines = [f"Training step, Faster R-CNN R{s['depth']}-FPN, batch {s['batch_size']}, median "
+             f"of {s['iters']} (warm-up {s['warmup']}), "
+             f"{result['machine']['torch_threads']} torch threads, {result['date']}; load "
+             f"average {fmt(load['start'])} at the start, {fmt(load['end'])} at the end" +
+             ('' if load['trustworthy'] else
+              f" -- ABOVE {load['max_trustworthy']:g}: these timings are not trustworthy")]
+    for size, rows in result['sizes'].items():
+        lines += ['', f'{size} px:', '',
+                  '| method | step (ms) | ratio to dense | goal | met | saved-for-backward '
+                  '(MB) | vs dense | new tensors saved (MB) | vs dense | extra state (MB) |',
+                  '|---|---:|---:|---:|:-:|---:|---:|---:|---:|---:|']
+        for r in rows:
+            goal = '' if r['goal'] is None else f"<= {r['goal']:.2f}x"
+            met = '' if r['goal_met'] is None else ('yes' if r['goal_met'] else 'no')
+            lines.append(
+                f"| {r['method']} | {r['step_ms']:.0f} | {r['ratio']:.3f} | {goal} | {met} | "
+                f"{r['saved_bytes'] / 2**20:.1f} | {r['saved_ratio']:.3f} | "
+                f"{r['saved_new_bytes'] / 2**20:.1f} | {r['saved_new_ratio']:.3f} | "
+                f"{r['extra_state_bytes'] / 2**20:.2f} |")
     for method, ev in (result.get('events') or {}).items():
         goal = ('' if ev.get('goal_ms') is None else
                 f" (goal <= {ev['goal_ms']:.0f} ms: {'met' if ev['goal_met'] else 'missed'})")

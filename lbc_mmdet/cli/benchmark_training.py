@@ -11,10 +11,12 @@ from ._common import ToolError, add_debug_arg, run_tool
 
 def _goal(text: str):
     name, _, value = text.partition('=')
+    entry, _, size = name.partition('@')
     try:
-        return name, float(value)
+        return (entry, int(size)) if size else entry, float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f'bad goal {text!r} (use ENTRY=RATIO)') from None
+        raise argparse.ArgumentTypeError(
+            f'bad goal {text!r} (use ENTRY=RATIO or ENTRY@SIZE=RATIO)') from None
 
 
 def parse_args(argv: Optional[List[str]] = None, default_config: str = '') -> argparse.Namespace:
@@ -33,7 +35,11 @@ def parse_args(argv: Optional[List[str]] = None, default_config: str = '') -> ar
     p.add_argument('--depth', type=int, default=50, choices=(18, 34, 50, 101),
                    help='ResNet depth (default 50; 18 for quick checks)')
     p.add_argument('--batch-size', type=int, default=2)
-    p.add_argument('--img-size', type=int, default=128)
+    p.add_argument('--img-sizes', type=int, nargs='+', default=[128, 512],
+                   help='input sizes (square), each timed (default: 128 512)')
+    p.add_argument('--max-load', type=float, default=1.5,
+                   help='a load average above this at the start or end marks the timings '
+                   'as not trustworthy (default: %(default)s)')
     p.add_argument('--removal-reps', type=int, default=3,
                    help='repetitions of the mask-update events (default 3)')
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
@@ -54,9 +60,10 @@ def main(argv: Optional[List[str]] = None, default_config: str = '') -> int:
         with readable_config_errors(args.config):
             result = run_training_benchmark(
                 args.config, methods=args.methods, warmup=args.warmup, iters=args.iters,
-                depth=args.depth, batch_size=args.batch_size, img_size=args.img_size,
+                depth=args.depth, batch_size=args.batch_size, img_sizes=args.img_sizes,
                 removal_reps=args.removal_reps, out=args.out, threads=args.threads,
-                goals=dict(args.goal), event_goal_ms=args.event_goal_ms)
+                goals=dict(args.goal), event_goal_ms=args.event_goal_ms,
+            max_load=args.max_load)
     except ValueError as err:
         raise ToolError(str(err)) from err
     print(result['markdown'])

@@ -1,6 +1,6 @@
 """Export a trained N:M sparse model to the state dict of its *dense* counterpart.
 
-Every eligible sparse layer's mask is folded into its weight (``effective_weight()``) and
+Every eligible sparse layer's mask is folded into its weight (``masked_weight()``) and
 the method's own state (every name in the layer's ``nm_extra_state_names``) is dropped,
 so the keys are
 those of the stock mmdet model built without ``conv_cfg``/``NMSparsify``: the exported

@@ -6,7 +6,7 @@ sparse 2-D operand (``F.linear(x, W_sparse)``, ``W_sparse @ x``). A convolution 
 them once it is written as a GEMM ``Y[N, O] = X[N, K] @ W[O, K]^T`` with
 
 - ``M = O``: output channels, the rows of the sparse operand ``W`` (the layer's GEMM
-  matrix, :func:`lbc_mmdet.nm.packing.gemm_matrix`: ``weight.permute(0, 2, 3, 1)
+  matrix, :func:`lbc_mmdet.deploy.packing.gemm_matrix`: ``weight.permute(0, 2, 3, 1)
   .reshape(O, kh * kw * I)``, so that the 2:4 groups along each row are the project's N:M
   groups of input channels);
 - ``K = kh * kw * I``: the reduction;

@@ -22,20 +22,25 @@ def test_benchmark_training_json(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS='2')
     proc = subprocess.run(
         [sys.executable, '-W', 'ignore', TOOL, '--iters', '1', '--warmup', '0', '--depth',
-         '18', '--img-size', '64', '--batch-size', '1', '--removal-reps', '1', '--out',
-         out, '--goal', 'lbc=1.05', 'asp=1.10'], cwd=REPO_ROOT, env=env,
+         '18', '--img-sizes', '64', '48', '--batch-size', '1', '--removal-reps', '1', '--out',
+         out, '--goal', 'lbc=1.05', 'asp@48=1.10'], cwd=REPO_ROOT, env=env,
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     with open(osp.join(out, 'results.json')) as f:
         res = json.load(f)
     assert osp.isfile(osp.join(out, 'results.md'))
-    assert res['settings'] == dict(warmup=0, iters=1, depth=18, batch_size=1, img_size=64,
-                                   removal_reps=1)
-    rows = {r['method']: r for r in res['methods']}
+    assert res['settings'] == dict(warmup=0, iters=1, depth=18, batch_size=1,
+                                   img_sizes=[64, 48], removal_reps=1)
+    assert list(res['sizes']) == ['64', '48']
+    assert set(res['load']) == {'start', 'end', 'max_trustworthy', 'trustworthy'}
+    assert isinstance(res['load']['trustworthy'], bool)
+    rows = {r['method']: r for r in res['sizes']['48']}
+    assert rows['asp']['goal'] == 1.10  # a goal for one size
+    assert {r['method']: r for r in res['sizes']['64']}['asp']['goal'] is None
     assert list(rows) == METHODS
     for name, r in rows.items():
         assert r['step_ms'] > 0 and len(r['step_all_ms']) == 1
-        assert r['saved_bytes'] > 0
+        assert r['saved_bytes'] >= r['saved_new_bytes'] > 0
         assert set(r) >= {'ratio', 'saved_ratio', 'extra_state_bytes', 'goal', 'goal_met'}
     assert rows['dense']['ratio'] == 1.0 and rows['dense']['extra_state_bytes'] == 0
     assert rows['srste']['extra_state_bytes'] == 0  # SR-STE keeps no state of its own
@@ -43,7 +48,8 @@ def test_benchmark_training_json(tmp_path):
         assert rows[name]['extra_state_bytes'] > 0
     for name in ('lbc', 'asp'):
         assert isinstance(rows[name]['goal_met'], bool)
-    assert rows['lbc']['goal'] == 1.05 and rows['asp']['goal'] == 1.10
+    assert '64 px:' in res['markdown'] and '48 px:' in res['markdown']
+    assert rows['lbc']['goal'] == 1.05
     assert rows['srste']['goal'] is None and rows['srste']['goal_met'] is None
     ev = res['events']['lbc']  # the removal events of a short window
     assert ev['layers'] == 19 and ev['events'] >= 4 and ev['event_ms'] > 0
