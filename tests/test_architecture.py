@@ -267,16 +267,7 @@ def method_mentions(module: str) -> List[str]:
 #: Known mentions, to be fixed in files that are being changed elsewhere right now (issues
 #: 12 and 14): module -> substrings of the reported mentions (``'*'``: all of the module's). Each
 #: entry must still be found (remove it once fixed).
-PENDING: Dict[str, Tuple[str, ...]] = {
-    # the hook's error message names one method's layer as the example
-    'lbc_mmdet.engine.hooks.nm_sparsity_hook': ('the model has no N:M sparse layer', ),
-    # the example of the ONNX export tool's epilog (issue 12) names an LBC config
-    'lbc_mmdet.cli.export_onnx': ('faster_rcnn_r50_fpn_lbc_2of4_demo.py', ),
-    # the GPU check's training check picks two methods by key
-    'lbc_mmdet.gpu_check.cli': ('*', ),
-    'lbc_mmdet.gpu_check.report': ('*', ),
-    'lbc_mmdet.gpu_check.training': ('*', ),
-}
+PENDING: Dict[str, Tuple[str, ...]] = {}
 
 
 def test_registry_is_seen():

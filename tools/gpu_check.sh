@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The prepared GPU check (docs/deployment.md, "GPU check"): on a CUDA GPU with compute
 # capability >= 8.0 it checks the 2:4 kernels on every ResNet-50 GEMM shape, the lowered 2:4
-# backbone + FPN, loss-scaled fp16 training of LBC and SR-STE layers, and times dense vs 2:4;
-# it writes OUT/gpu_check.json and OUT/gpu_check.md. Elsewhere it prints one line, exit 0.
+# backbone + FPN, loss-scaled fp16 training of every registered N:M method, and times dense
+# vs 2:4; it writes OUT/gpu_check.json and OUT/gpu_check.md. Elsewhere it prints one line,
+# exit 0.
 #
 #   bash tools/gpu_check.sh [--out DIR] [--wheels DIR] [more options: --help]
 #

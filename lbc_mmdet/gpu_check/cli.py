@@ -3,7 +3,8 @@
 
 Parts: (a) :func:`~.kernels.run_gemm_checks` on every GEMM shape of the lowered ResNet-50
 backbone, fp16 and bf16, every backend that runs here, both call orders; (b)
-:func:`~.kernels.check_model` on a 2:4 ResNet-50 + FPN; (c) :mod:`.training`; (d)
+:func:`~.kernels.check_model` on a 2:4 ResNet-50 + FPN; (c) :mod:`.training` for every
+registered N:M method; (d)
 :func:`~lbc_mmdet.deploy.latency.run_benchmark` on the 2:4 backbone. Writes
 ``OUT/gpu_check.json`` and ``OUT/gpu_check.md``; exit 0 when every part passes, 1
 otherwise. Without such a GPU it prints one line and exits 0.
@@ -101,8 +102,8 @@ def _part_model(cfg: CheckConfig, log) -> Dict:
 
 
 def _part_training(cfg: CheckConfig, log) -> Dict:
-    results = []
-    for method in training.METHODS:
+    results, invariance = [], []
+    for method in training.methods():
         r = training.train_check(method, cfg.device, cfg.train_steps, cfg.train_batch,
                                  cfg.train_size, cfg.amp_dtype,
                                  backbone_factory=cfg.backbone_factory)
@@ -110,10 +111,15 @@ def _part_training(cfg: CheckConfig, log) -> Dict:
             f'{r["exact_layers"]}/{r["eligible_layers"]} exactly N:M, '
             f'{r["skipped_steps"]} skipped steps')
         results.append(r)
-    decay = training.srste_decay_check(cfg.device, amp_dtype=cfg.amp_dtype,
-                                       backbone_factory=cfg.backbone_factory)
-    return dict(results=results, srste_decay=decay,
-                ok=all(r['ok'] for r in results) and decay['ok'])
+        inv = training.scale_invariance_check(method, cfg.device,
+                                              backbone_factory=cfg.backbone_factory)
+        err = inv['max_rel_err']
+        log(f'(c) {method}: one step at loss scale {inv["scale"]:g} against unscaled: '
+            f'max relative difference {"-" if err is None else f"{err:.2e}"} over '
+            f'{inv["tensors"]} tensors ({report.verdict(inv["ok"])})')
+        invariance.append(inv)
+    return dict(results=results, invariance=invariance,
+                ok=bool(results) and all(r['ok'] for r in results + invariance))
 
 
 def _part_latency(cfg: CheckConfig, log) -> Dict:
@@ -176,8 +182,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='bash tools/gpu_check.sh', description='On a CUDA GPU with compute '
         'capability >= 8.0: check 2:4 semi-structured products on the ResNet-50 GEMM '
-        'shapes (a), the lowered 2:4 backbone + FPN (b), loss-scaled fp16 training of LBC '
-        'and SR-STE layers (c), and time dense vs 2:4 (d). Elsewhere: one line, exit 0. '
+        'shapes (a), the lowered 2:4 backbone + FPN (b), loss-scaled fp16 training of every '
+        'registered N:M method (c), and time dense vs 2:4 (d). Elsewhere: one line, exit 0. '
         'The shell script also takes --wheels DIR (or LBC_MMDET_WHEELS) to install '
         "lbc_mmdet's dependencies where they are missing.")
     parser.add_argument('--out', default='work_dirs/gpu_check',

@@ -67,22 +67,31 @@ def _model(part: Dict) -> List[str]:
 
 
 def _training(part: Dict) -> List[str]:
-    lines = ['| method | steps | AMP | first loss | last loss | finite | skipped steps | '
+    lines = ['Every registered N:M method, 2:4, trained with autocast and a GradScaler '
+             '(`nm_grad_scale` set as NMSparsityHook sets it, `nm_update` driven through '
+             'the schedule to its end).', '',
+             '| method | steps | AMP | first loss | last loss | finite | skipped steps | '
              'exact N:M layers | ok |', '|---|---|---|---|---|---|---|---|---|']
     for r in part['results']:
         lines.append(f'| {r["method"]} | {r["steps"]} | {r["amp_dtype"]} + GradScaler | '
                      f'{_f(r["first_loss"], 4)} | {_f(r["last_loss"], 4)} | '
                      f'{_f(r["finite_losses"])} | {r["skipped_steps"]} | '
                      f'{r["exact_layers"]}/{r["eligible_layers"]} | {verdict(r["ok"])} |')
-    d = part.get('srste_decay')
-    if d and d.get('scale') is None:
-        lines += ['', f'SR-STE decay check: {verdict(False)} ({d.get("error")})']
-    elif d:
-        lines += ['', f'SR-STE decay at loss scale {d["scale"]:g} ({d["amp_dtype"]}, '
-                  f'lambda_w={d["lambda_w"]:g}, {d["layers"]} layers): max relative error of '
-                  f'the unscaled decay against lambda_w * (1 - mask) * w: '
-                  f'{_f(d["max_rel_err"], 3)} ({verdict(d["ok"])}; without nm_grad_scale it '
-                  f'would be about 1).']
+    invariance = part.get('invariance') or []
+    if invariance:
+        lines += ['', 'Loss-scale invariance: one plain SGD step in fp32 with the loss '
+                  'multiplied by the scale and the gradients divided by it before the '
+                  'step (`nm_grad_scale` set to the scale) against the unscaled step, from '
+                  'identical copies; largest relative difference of a parameter or method '
+                  'state tensor (`nm_state_tensors`), relative to the unscaled step\'s '
+                  'change of it. A term added to the gradient, or a gradient accumulator, '
+                  'that does not account for `nm_grad_scale` shows here.', '',
+                  '| method | loss scale | tensors (method state) | max rel diff | '
+                  'worst tensor | tolerance | ok |', '|---|---|---|---|---|---|---|']
+    for r in invariance:
+        lines.append(f'| {r["method"]} | {r["scale"]:g} | {r["tensors"]} '
+                     f'({r["state_tensors"]}) | {_f(r["max_rel_err"], 3)} | '
+                     f'{r["worst_tensor"] or "-"} | {r["tol"]:g} | {verdict(r["ok"])} |')
     return lines
 
 

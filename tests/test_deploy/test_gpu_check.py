@@ -1,7 +1,8 @@
 """The prepared GPU check (``tools/gpu_check.sh``, ``lbc_mmdet.gpu_check``): what a CPU
 allows -- the ResNet-50 GEMM shapes, every part's logic with a stand-in converter and a
-tiny backbone, the report, the no-GPU behaviour, the imports -- plus the real kernels,
-skipped without a GPU of compute capability >= 8.0."""
+tiny backbone (part (c) for every registered method, and against a broken stand-in
+method defined here), the report, the no-GPU behaviour, the imports -- plus the real
+kernels, skipped without a GPU of compute capability >= 8.0."""
 import dataclasses
 import json
 import os.path as osp
@@ -23,6 +24,15 @@ from lbc_mmdet.gpu_check.models import (
     make_2to4_,
     resnet50,
 )
+from lbc_mmdet.layers import (
+    NMSparseConv2d,
+    NMSparseLinear,
+    NMSparseMixin,
+    method_names,
+    register_nm_layer,
+    unregister_method,
+)
+from lbc_mmdet.nm import from_groups, to_groups, topn_magnitude_mask
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCRIPT = osp.join(REPO, 'tools', 'gpu_check.sh')
@@ -157,25 +167,140 @@ def test_a_failing_part_fails_the_check_and_the_others_still_run():
     assert '- result: **FAIL**' in md
 
 
-def test_part_c_trains_lbc_and_srste_to_exact_nm_with_a_real_scaler_on_cpu():
+def test_part_c_checks_every_registered_method_on_cpu():
     out = run_all(_cpu_config(parts='c'), log=lambda m: None)
     part = out['training']
     assert part['ok'], part
+    assert [r['method'] for r in part['results']] == method_names()
+    assert [r['method'] for r in part['invariance']] == method_names()
     for r in part['results']:
         assert r['finite_losses'] and r['exact_layers'] == r['eligible_layers'] == 16
         assert r['amp_dtype'] == 'float16' and r['scales'][-1] <= 2.0**16
-    decay = part['srste_decay']
-    assert decay['ok'] and decay['scale'] == 2.0**16 and decay['max_rel_err'] < 1e-3
+    for r in part['invariance']:
+        assert r['ok'] and r['scale'] == 2.0**16 and r['eligible_layers'] == 16, r
+        assert r['max_rel_err'] < 1e-6 and r['tensors'] >= 1 + 16  # weights, state
     md = report.markdown(dict(out, runtime=dict(device_name='X', torch='t'),
                               backend_reason='r'))
-    assert '| lbc | 3 | float16 + GradScaler |' in md and 'SR-STE decay at loss scale' in md
+    assert '## (c) loss-scaled mixed-precision training: PASS' in md
+    assert 'Loss-scale invariance' in md
+    for name in method_names():
+        assert f'| {name} | 3 | float16 + GradScaler |' in md
+        assert f'| {name} | 65536 | ' in md
 
 
-def test_part_c_decay_check_catches_an_unscaled_decay(monkeypatch):
+# ------------------------------------------------------------------ a broken stand-in
+#: The stand-in's key (registered by the fixture only).
+STAND_IN = 'unscaledextra'
+#: The constant the stand-in adds to every weight gradient.
+EXTRA = 1e-3
+
+
+class _ExtraGradient(torch.autograd.Function):
+    """``weight * mask``; the weight gradient is the dense (straight-through) one plus
+    ``extra``."""
+
+    @staticmethod
+    def forward(ctx, weight, mask, extra):  # noqa: D102
+        ctx.extra = extra
+        return weight * mask
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        return grad + ctx.extra, None, None
+
+
+def _make_stand_in():
+    """A method whose backward adds a constant to the weight gradient, by default without
+    scaling it like the incoming gradient, by ``nm_grad_scale``, so that after unscaling
+    it arrives divided by the loss scale (the bug part (c) must catch); its mask is the
+    fixed top-N ``|w|`` of the initial weights."""
+
+    class UnscaledExtraMixin(NMSparseMixin):
+        nm_method = STAND_IN
+        nm_display_name = 'Unscaled extra term'
+        nm_extra_state_names = ('mask', )
+        #: True: the term is multiplied by ``nm_grad_scale`` (the fix)
+        SCALED = False
+
+        def _nm_init_state(self) -> None:
+            groups = topn_magnitude_mask(to_groups(self.weight.detach(), self.nm_m),
+                                         self.nm_n)
+            self.register_buffer('mask', from_groups(groups, self.weight.shape))
+
+        def _nm_mask(self) -> torch.Tensor:
+            return self.mask
+
+        def _nm_forward_weight(self) -> torch.Tensor:
+            extra = EXTRA * self.nm_grad_scale if self.SCALED else EXTRA
+            return _ExtraGradient.apply(self.weight, self.mask.to(self.weight.dtype), extra)
+
+    @register_nm_layer
+    class UnscaledExtraConv2d(UnscaledExtraMixin, NMSparseConv2d):
+        """The stand-in's ``nn.Conv2d``."""
+
+    @register_nm_layer
+    class UnscaledExtraLinear(UnscaledExtraMixin, NMSparseLinear):
+        """The stand-in's ``nn.Linear``."""
+
+    return UnscaledExtraMixin
+
+
+@pytest.fixture
+def stand_in():
+    """The registered stand-in's mixin; unregistered afterwards."""
+    assert STAND_IN not in method_names()
+    mixin = _make_stand_in()
+    yield mixin
+    unregister_method(STAND_IN)
+    assert STAND_IN not in method_names()
+
+
+def test_part_c_invariance_fails_for_a_method_that_ignores_the_loss_scale(stand_in,
+                                                                          monkeypatch):
+    cpu = torch.device('cpu')
+    broken = training.scale_invariance_check(STAND_IN, cpu, size=32, backbone_factory=TINY)
+    assert not broken['ok'] and broken['max_rel_err'] > 100 * broken['tol'], broken
+    assert broken['worst_tensor'].endswith('.weight')
+    # part (c) picks it up from the registry: it trains fine, the invariance check fails
+    out = run_all(_cpu_config(parts='c'), log=lambda m: None)
+    part = out['training']
+    assert not part['ok'] and STAND_IN in [r['method'] for r in part['results']]
+    assert all(r['ok'] for r in part['results'])
+    assert [r['method'] for r in part['invariance'] if not r['ok']] == [STAND_IN]
+    md = report.markdown(dict(out, runtime=dict(device_name='X', torch='t'),
+                              backend_reason='r'))
+    assert '## (c) loss-scaled mixed-precision training: **FAIL**' in md
+    assert f'| {STAND_IN} | 65536 | ' in md and md.count('| **FAIL** |') == 1
+    # scaling the term like the gradient (by nm_grad_scale) fixes it
+    monkeypatch.setattr(stand_in, 'SCALED', True)
+    fixed = training.scale_invariance_check(STAND_IN, cpu, size=32, backbone_factory=TINY)
+    assert fixed['ok'] and fixed['max_rel_err'] < 1e-6, fixed
+
+
+def test_part_c_invariance_covers_the_terms_that_need_nm_grad_scale(monkeypatch):
+    """Without ``nm_grad_scale`` set, the methods whose backward adds to the gradient
+    (SR-STE's decay, at its default ``lambda_w``) or accumulates it (BAME's ``grad_acc``)
+    fail the check; the others still pass."""
     monkeypatch.setattr(training, 'set_nm_grad_scale', lambda model, scale: None)
-    decay = training.srste_decay_check(torch.device('cpu'), batch=2, size=32,
-                                       backbone_factory=TINY)
-    assert not decay['ok'] and decay['max_rel_err'] > 0.9  # arrives divided by 65536
+    results = {name: training.scale_invariance_check(name, torch.device('cpu'), size=32,
+                                                     backbone_factory=TINY)
+               for name in method_names()}
+    failed = {name for name, r in results.items() if not r['ok']}
+    assert {'srste', 'bame'} <= failed
+    assert all(results[name]['max_rel_err'] > 10 * results[name]['tol'] for name in failed)
+    assert not {'lbc', 'asp'} & failed
+
+
+def test_relative_difference():
+    rel = training.relative_difference
+    before = torch.tensor([1.0, 2.0, float('nan')])
+    ref = torch.tensor([1.5, 2.0, float('nan')])
+    assert rel(ref.clone(), ref, before) == 0.0  # the same NaN is no difference
+    assert rel(torch.tensor([1.5, 2.0, 0.0]), ref, before) == float('inf')
+    assert rel(torch.tensor([1.55, 2.0, float('nan')]), ref, before) == pytest.approx(0.1)
+    assert rel(torch.tensor([True, False]), torch.tensor([True, True]),
+               torch.tensor([True, True])) == float('inf')
+    assert rel(torch.tensor([3, 4]), torch.tensor([3, 4]), torch.tensor([0, 0])) == 0.0
 
 
 def _fake_gpu(**kw):
