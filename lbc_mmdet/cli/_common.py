@@ -43,6 +43,20 @@ def format_error(err: BaseException) -> str:
     return '\n'.join([f'error: {lines[0]}'] + [f'  {ln.strip()}' for ln in lines[1:]])
 
 
+def tool_logger(name: str, log_level: str = 'INFO'):
+    """The ``MMLogger`` of a tool, its console handlers writing to the *current*
+    ``sys.stdout`` (an instance made by an earlier call in the same process, e.g. a test or
+    a notebook, may hold a stream that has since been replaced or closed)."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_instance(name, log_level=log_level)
+    for handler in logger.handlers:
+        if type(handler) is logging.StreamHandler:  # not FileHandler
+            handler.stream = sys.stdout  # not setStream: it flushes the old stream
+    return logger
+
+
 def run_tool(main: Callable[[Optional[List[str]]], Optional[int]],
              argv: Optional[List[str]] = None) -> int:
     """Run a tool's ``main(argv)``: a user error (:class:`~lbc_mmdet.errors.LBCError`, or

@@ -6,7 +6,7 @@ from typing import List, Optional
 from mmengine.config import DictAction
 
 from ..apis.export import EXIT_REFUSED, export_checkpoint
-from ._common import EXIT_USER_ERROR, add_debug_arg, run_tool
+from ._common import EXIT_USER_ERROR, add_debug_arg, run_tool, tool_logger
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -32,8 +32,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_instance('lbc_mmdet_export', log_level='INFO')
+    logger = tool_logger('lbc_mmdet_export')
     export_checkpoint(args.config, args.checkpoint, args.out, args.report,
                       args.cfg_options, logger=logger)
     return 0

@@ -56,6 +56,11 @@ class ASPMixin(NMSparseMixin):
         # all ones before pruning: dense forward and gradient
         return self.mask.to(self.weight.dtype)
 
+    def _nm_forward_weight(self) -> torch.Tensor:
+        # the bool mask as it is (autograd saves it for the backward: a quarter of a
+        # float copy)
+        return self.weight * self.mask
+
     # ----------------------------------------------------------------- pruning
     @torch.no_grad()
     def prune_now(self) -> bool:

@@ -191,8 +191,12 @@ class BAMEMixin(NMSparseMixin):
                                                          device=dev))
         self.register_buffer('initialized', torch.tensor(False, device=dev))
         # caches, recomputed when the buffers change
-        self.register_buffer('_wmask', torch.ones_like(w), persistent=False)
-        self.register_buffer('_wsupport', torch.ones_like(w), persistent=False)
+        # (bool, in the weight's layout: the forward and backward use them as they are,
+        # and a bool saved for the backward is a quarter of a float one)
+        self.register_buffer('_wmask', torch.ones(w.shape, dtype=torch.bool, device=dev),
+                             persistent=False)
+        self.register_buffer('_wsupport', torch.ones(w.shape, dtype=torch.bool,
+                                                     device=dev), persistent=False)
         self._cache_key = None
         self._any_designated = False
         self._num_designated = 0
@@ -235,7 +239,7 @@ class BAMEMixin(NMSparseMixin):
 
     def _nm_mask(self) -> torch.Tensor:
         self._refresh()
-        return self._wmask
+        return self._wmask.to(self.weight.dtype)
 
     def nm_support(self) -> torch.Tensor:
         """Where the weight gets a gradient now (``mask OR designated block``), shaped
@@ -243,17 +247,15 @@ class BAMEMixin(NMSparseMixin):
         if not self.nm_eligible:
             return torch.ones_like(self.weight)
         self._refresh()
-        return self._wsupport
+        return self._wsupport.to(self.weight.dtype)
 
     def _nm_forward_weight(self) -> torch.Tensor:
         self._refresh()
-        mask = self._wmask.to(self.weight.dtype)
         if (not self._any_designated or not self.weight.requires_grad
                 or not torch.is_grad_enabled()):
             # support == mask: plain autograd gives grad * mask
-            return self.weight * mask
-        return _BAMEMaskedWeight.apply(self.weight, mask,
-                                       self._wsupport.to(self.weight.dtype),
+            return self.weight * self._wmask
+        return _BAMEMaskedWeight.apply(self.weight, self._wmask, self._wsupport,
                                        self.grad_acc, self.nm_grad_scale)
 
     # ----------------------------------------------------------------- evolution

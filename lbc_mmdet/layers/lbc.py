@@ -39,7 +39,8 @@ from .registry import register_nm_layer
 
 
 class _LBCMaskedWeight(torch.autograd.Function):
-    """``weight * mask`` with the STE gradient of Eq. 9 for the scores."""
+    """``weight * mask`` with the STE gradient of Eq. 9 for the scores. ``mask`` and
+    ``alive`` may be bool (they are saved for the backward as they are given)."""
 
     @staticmethod
     def forward(ctx, weight, scores, mask, alive, table, m):  # noqa: D102
@@ -104,8 +105,10 @@ class LBCMixin(NMSparseMixin):
                                                  device=self.weight.device))
         self.register_buffer('_table', combination_table(n, m).float(),
                              persistent=False)
-        self.register_buffer('_mask', torch.ones_like(self.weight), persistent=False)
-        self.register_buffer('_alive_f', torch.ones(g, c, device=self.weight.device),
+        # the mask as bool, in the weight's layout (the forward and backward use it as it
+        # is: a bool saved for the backward is a quarter of a float one)
+        self.register_buffer('_mask', torch.ones(self.weight.shape, dtype=torch.bool,
+                                                 device=self.weight.device),
                              persistent=False)
         # how many alive candidates hold each weight ([G, M]): a removal updates the mask
         # from it without rebuilding the union from `alive`
@@ -122,7 +125,7 @@ class LBCMixin(NMSparseMixin):
     @property
     def num_removed(self) -> int:
         """Candidates removed from every group so far (the same for every group)."""
-        self._nm_mask()  # refreshes the cached count when `alive` changed
+        self._refresh()
         return self._num_removed
 
     @property
@@ -133,26 +136,33 @@ class LBCMixin(NMSparseMixin):
     def _cache_key(self) -> tuple:
         return (self.alive.data_ptr(), self.alive._version, self._mask.data_ptr())
 
-    def _nm_mask(self) -> torch.Tensor:
-        # rebuilt from `alive` only when it changed outside `remove_to` (load_state_dict)
-        # or moved; `remove_to` keeps the caches up to date itself
+    def _refresh(self) -> None:
+        """Rebuild the mask from ``alive`` when it changed outside :meth:`remove_to`
+        (``load_state_dict``) or moved; ``remove_to`` keeps it up to date itself."""
         if self._cache_key() != self._mask_key:
             cover = self.alive.to(torch.float32) @ self._table  # [G, M] counts
             self._cover.copy_(cover)
             assign_groups(self._mask, cover > 0)
-            self._alive_f.copy_(self.alive)
             self._num_removed = (self.num_candidates - int(self.alive[0].sum())
                                  if self.alive.numel() else 0)
             self._mask_key = self._cache_key()
-        return self._mask
+
+    def _nm_mask(self) -> torch.Tensor:
+        self._refresh()
+        return self._mask.to(self.weight.dtype)
+
+    def _nm_densities(self) -> Dict[str, float]:
+        # forward, input and weight gradient all follow the union of the alive
+        # candidates: weights outside it get no gradient
+        self._refresh()
+        d = float(self._mask.count_nonzero()) / max(self._mask.numel(), 1)
+        return dict(forward=d, input_grad=d, weight_grad=d)
 
     def _nm_forward_weight(self) -> torch.Tensor:
-        mask = self._nm_mask()
-        if mask.dtype != self.weight.dtype:
-            mask = mask.to(self.weight.dtype)
+        self._refresh()
         if self.finished or not self.scores.requires_grad or not torch.is_grad_enabled():
-            return self.weight * mask
-        return _LBCMaskedWeight.apply(self.weight, self.scores, mask, self._alive_f,
+            return self.weight * self._mask
+        return _LBCMaskedWeight.apply(self.weight, self.scores, self._mask, self.alive,
                                       self._table, self.nm_m)
 
     # ----------------------------------------------------------------- removal
@@ -183,7 +193,6 @@ class LBCMixin(NMSparseMixin):
         for i in range(k):
             idx = ranking.argmin(dim=1, keepdim=True)
             self.alive.scatter_(1, idx, False)
-            self._alive_f.scatter_(1, idx, 0.0)
             if i + 1 < k:
                 ranking.scatter_(1, idx, float('inf'))
             members = table.index_select(0, idx.view(-1))  # [G, M] 0/1
@@ -204,9 +213,6 @@ class LBCMixin(NMSparseMixin):
             cubic_removed(state.t, state.ti, state.tf, self.num_candidates))
 
     # ----------------------------------------------------------------- protocol
-    # _nm_densities: the default (forward, input and weight gradient all follow the
-    # union of the alive candidates: weights outside it get no gradient)
-
     def _nm_stats(self) -> Dict[str, float]:
         return dict(alive_mean=float(self.num_candidates - self.num_removed))
 

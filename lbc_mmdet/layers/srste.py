@@ -31,7 +31,7 @@ from typing import Dict, Tuple
 
 import torch
 
-from ..nm import from_groups, to_groups, topn_magnitude_mask
+from ..nm import topn_magnitude_mask_like
 from .base import NMSparseConv2d, NMSparseLinear, NMSparseMixin
 from .registry import register_nm_layer
 
@@ -43,6 +43,8 @@ class _SRSTEMaskedWeight(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight, mask, lambda_w):  # noqa: D102
+        # `mask` is bool: saved as it is (a quarter of a float mask); the weight is the
+        # parameter itself (saving it costs no memory)
         ctx.save_for_backward(weight, mask)
         ctx.lambda_w = lambda_w
         return weight * mask
@@ -54,7 +56,8 @@ class _SRSTEMaskedWeight(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_weight = grad
             if ctx.lambda_w:
-                grad_weight = grad + ctx.lambda_w * (1 - mask) * weight
+                # kept weights: grad; pruned ones: grad + lambda_w * w
+                grad_weight = torch.where(mask, grad, grad + ctx.lambda_w * weight)
         return grad_weight, None, None
 
 
@@ -81,15 +84,15 @@ class SRSTEMixin(NMSparseMixin):
     # ----------------------------------------------------------------- mask
     @torch.no_grad()
     def _topn_mask(self) -> torch.Tensor:
-        """Bool top-N ``|w|`` mask of the current weights, shaped like ``weight``."""
-        groups = topn_magnitude_mask(to_groups(self.weight.detach(), self.nm_m), self.nm_n)
-        return from_groups(groups, self.weight.shape)
+        """Bool top-N ``|w|`` mask of the current weights, shaped like ``weight``
+        (computed in the weight's layout: no grouped copy)."""
+        return topn_magnitude_mask_like(self.weight, self.nm_n, self.nm_m)
 
     def _nm_mask(self) -> torch.Tensor:
         return self._topn_mask().to(self.weight.dtype)
 
     def _nm_forward_weight(self) -> torch.Tensor:
-        mask = self._nm_mask()
+        mask = self._topn_mask()  # bool: `weight * mask` saves it as bool
         if not (torch.is_grad_enabled() and self.weight.requires_grad):
             return self.weight * mask
         # the decay is scaled like the incoming gradient (module docstring)

@@ -39,6 +39,7 @@ from .masks import (
                            count_nonzero_per_group,
                            is_nm_sparse,
                            topn_magnitude_mask,
+                           topn_magnitude_mask_like,
 )
 from .permutation import (
                            PermutationResult,
@@ -64,6 +65,7 @@ __all__ = [
     'selection_scores', 'assign_groups', 'from_groups', 'group_size_error',
     'grouped_product', 'num_groups', 'to_groups', 'candidate_magnitude',
     'candidate_mask', 'count_nonzero_per_group', 'is_nm_sparse', 'topn_magnitude_mask',
+    'topn_magnitude_mask_like',
     'PermutationResult', 'channel_matrix', 'kept_magnitude', 'permute_input_channels',
     'search_permutation', 'ceil_count', 'cubic_fraction', 'cubic_remaining', 'cubic_removed',
     'removal_schedule_error', 'window_progress'

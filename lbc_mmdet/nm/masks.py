@@ -37,6 +37,43 @@ def topn_magnitude_mask(groups: torch.Tensor, n: int) -> torch.Tensor:
     return mask
 
 
+#: Up to this N, :func:`topn_magnitude_mask_like` takes N rounds of ``argmax`` (each one
+#: pass over the weights) instead of sorting every group.
+ARGMAX_ROUNDS_MAX_N = 4
+
+
+def topn_magnitude_mask_like(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """:func:`topn_magnitude_mask` of ``to_groups(weight, m)``, computed and returned in
+    the weight's own layout (bool, shaped like ``weight``): the groups of M consecutive
+    input channels are a dimension of ``weight.view(O, I // M, M, ...)``, so neither the
+    grouped copy nor the copy back is made. For ``n <= ARGMAX_ROUNDS_MAX_N`` it takes
+    ``n`` rounds of ``argmax`` (first maximum on ties: the same choice as the stable sort)
+    instead of a sort.
+
+    Args:
+        weight (Tensor): ``[O, I, kh, kw]`` or ``[O, I]`` weight, ``I % m == 0``.
+        n (int): Non-zeros per group.
+        m (int): Group size.
+    """
+    shape = weight.shape
+    if weight.dim() not in (2, 4) or shape[1] % m:
+        raise ValueError(f'expected a [O, I, kh, kw] or [O, I] weight with I divisible '
+                         f'by {m}, got {tuple(shape)}')
+    a = weight.detach().abs().reshape(shape[0], shape[1] // m, m, *shape[2:])
+    if n > ARGMAX_ROUNDS_MAX_N:
+        order = torch.sort(a, dim=2, descending=True, stable=True)[1]
+        mask = torch.zeros_like(a, dtype=torch.bool)
+        mask.scatter_(2, order.narrow(2, 0, n), True)
+        return mask.view(shape)
+    mask = torch.zeros_like(a, dtype=torch.bool)
+    for r in range(n):
+        idx = a.argmax(dim=2, keepdim=True)
+        mask.scatter_(2, idx, True)
+        if r + 1 < n:  # |w| >= 0: a chosen entry set to -1 is never chosen again
+            a.scatter_(2, idx, -1.0)
+    return mask.view(shape)
+
+
 def count_nonzero_per_group(groups: torch.Tensor) -> torch.Tensor:
     """Non-zeros of each ``[G, M]`` row."""
     return (groups != 0).sum(dim=1)

@@ -13,6 +13,7 @@ from lbc_mmdet.nm import (
     group_size_error,
     to_groups,
     topn_magnitude_mask,
+    topn_magnitude_mask_like,
     validate_pattern,
 )
 
@@ -74,6 +75,24 @@ def test_topn_magnitude_mask():
     mask = topn_magnitude_mask(groups, 2)
     assert mask[0].tolist() == [False, True, True, False]
     assert mask[1].tolist() == [True, True, False, False]  # ties: lowest index
+
+
+@pytest.mark.parametrize('n,m', [(1, 4), (2, 4), (3, 4), (2, 8), (4, 8), (5, 8), (1, 16)])
+@pytest.mark.parametrize('shape', [(6, 16, 3, 3), (5, 32)])
+def test_topn_mask_in_the_weight_layout_matches_the_grouped_one(n, m, shape):
+    # integer-valued weights: many ties, which must be broken as the stable sort does
+    # (lowest index first) whether argmax rounds (n <= 4) or the sort is used
+    g = torch.Generator().manual_seed(n * 100 + m)
+    w = torch.randint(-3, 4, shape, generator=g).float()
+    ref = from_groups(topn_magnitude_mask(to_groups(w, m), n), shape)
+    got = topn_magnitude_mask_like(w, n, m)
+    assert got.dtype == torch.bool and got.shape == w.shape
+    assert torch.equal(got, ref)
+    w2 = torch.randn(shape, generator=g)
+    assert torch.equal(topn_magnitude_mask_like(w2, n, m),
+                       from_groups(topn_magnitude_mask(to_groups(w2, m), n), shape))
+    with pytest.raises(ValueError, match='divisible'):
+        topn_magnitude_mask_like(torch.zeros(4, m + 1), n, m)
 
 
 @pytest.mark.parametrize('c', [6, 28, 4, 16])

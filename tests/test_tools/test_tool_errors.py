@@ -307,3 +307,23 @@ def test_nmsparsify_needs_a_method():
     import lbc_mmdet
     with pytest.raises(TypeError, match='method'):
         lbc_mmdet.sparsify(torch.nn.Conv2d(8, 8, 1))
+
+
+def test_tool_logger_writes_to_the_current_stdout(capsys):
+    """A tool's logger made earlier in the process (another test, a notebook cell) whose
+    stdout has since been replaced and closed still prints, to the stdout of now (it
+    printed "--- Logging error ---" tracebacks in the middle of an error message)."""
+    import io
+
+    from lbc_mmdet.cli._common import tool_logger
+    old, earlier = sys.stdout, io.StringIO()
+    sys.stdout = earlier
+    try:
+        tool_logger('lbc_mmdet_test_stale_stdout')
+    finally:
+        sys.stdout = old
+    earlier.close()
+    tool_logger('lbc_mmdet_test_stale_stdout').info('still printed')
+    out, err = capsys.readouterr()
+    assert 'still printed' in out
+    assert 'Logging error' not in err
