@@ -6,7 +6,7 @@
 #   python tools/run_suite.py configs/suites/demo_asp_permutation.py
 title = 'ASP 2:4 with and without channel permutation, fine-tuned from one dense detector'
 note = ('Bundled synthetic shapes, CPU; the finetune protocol of the Table 2 suite (50 '
-        'iterations from the 1200-iteration dense detector). The permutation search is '
+        'iterations from the 400-iteration dense demo detector). The permutation search is '
         'limited to 3 s per layer. NOT COCO numbers.')
 work_root = 'work_dirs/suite/demo_asp_permutation'
 protocol = 'finetune'
@@ -14,15 +14,7 @@ seeds = [0, 1, 2]
 baseline = 'ASP 2:4'
 pretrain = dict(
     config='configs/demo/faster_rcnn_r50_fpn_dense_demo.py',
-    work_dir='work_dirs/pretrain/faster_rcnn_r50_fpn_dense_1200it',
-    cfg_options={
-        'train_cfg.max_iters': 1200,
-        'train_cfg.val_interval': 1200,
-        'param_scheduler.1.end': 1200,
-        'param_scheduler.1.milestones': [900, 1100],
-        'default_hooks.checkpoint.interval': 400,
-        'default_hooks.checkpoint.max_keep_ckpts': 3,
-    })
+    work_dir='work_dirs/pretrain/faster_rcnn_r50_fpn_dense_400it')
 _iters = 50
 cfg_options = {
     'train_cfg.max_iters': _iters,
