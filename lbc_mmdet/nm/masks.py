@@ -1,6 +1,8 @@
 """N:M masks in the grouped ``[G, M]`` layout."""
 import torch
 
+from .grouping import from_groups, to_groups
+
 
 def candidate_mask(alive: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """LBC's Eq. 8: weight ``i`` of a group is kept iff it belongs to an alive candidate.
@@ -43,12 +45,12 @@ ARGMAX_ROUNDS_MAX_N = 4
 
 
 def topn_magnitude_mask_like(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    """:func:`topn_magnitude_mask` of ``to_groups(weight, m)``, computed and returned in
-    the weight's own layout (bool, shaped like ``weight``): the groups of M consecutive
-    input channels are a dimension of ``weight.view(O, I // M, M, ...)``, so neither the
-    grouped copy nor the copy back is made. For ``n <= ARGMAX_ROUNDS_MAX_N`` it takes
-    ``n`` rounds of ``argmax`` (first maximum on ties: the same choice as the stable sort)
-    instead of a sort.
+    """:func:`topn_magnitude_mask` of ``to_groups(weight, m)`` returned in the weight's own
+    layout (bool, shaped like ``weight``). For ``n <= ARGMAX_ROUNDS_MAX_N`` it takes ``n``
+    rounds of ``argmax`` over the groups (first maximum on ties: the same choice as the
+    stable sort) instead of sorting every group. (The reduction runs on the contiguous
+    ``[G, M]`` copy: reducing along the strided group dimension of the weight itself was
+    measured 3-4x slower for 3x3 convolutions.)
 
     Args:
         weight (Tensor): ``[O, I, kh, kw]`` or ``[O, I]`` weight, ``I % m == 0``.
@@ -59,19 +61,16 @@ def topn_magnitude_mask_like(weight: torch.Tensor, n: int, m: int) -> torch.Tens
     if weight.dim() not in (2, 4) or shape[1] % m:
         raise ValueError(f'expected a [O, I, kh, kw] or [O, I] weight with I divisible '
                          f'by {m}, got {tuple(shape)}')
-    a = weight.detach().abs().reshape(shape[0], shape[1] // m, m, *shape[2:])
+    a = to_groups(weight.detach(), m).abs()  # a new tensor: free to overwrite
     if n > ARGMAX_ROUNDS_MAX_N:
-        order = torch.sort(a, dim=2, descending=True, stable=True)[1]
-        mask = torch.zeros_like(a, dtype=torch.bool)
-        mask.scatter_(2, order.narrow(2, 0, n), True)
-        return mask.view(shape)
+        return from_groups(topn_magnitude_mask(a, n), shape)
     mask = torch.zeros_like(a, dtype=torch.bool)
     for r in range(n):
-        idx = a.argmax(dim=2, keepdim=True)
-        mask.scatter_(2, idx, True)
+        idx = a.argmax(dim=1, keepdim=True)
+        mask.scatter_(1, idx, True)
         if r + 1 < n:  # |w| >= 0: a chosen entry set to -1 is never chosen again
-            a.scatter_(2, idx, -1.0)
-    return mask.view(shape)
+            a.scatter_(1, idx, -1.0)
+    return from_groups(mask, shape)
 
 
 def count_nonzero_per_group(groups: torch.Tensor) -> torch.Tensor:
