@@ -1,5 +1,5 @@
 # Dense (no sparsity) Faster R-CNN R50-FPN on the bundled synthetic shapes,
-# trained from scratch on CPU in ~11 minutes:
+# trained from scratch on CPU (measured times: README):
 #
 #   python tools/make_demo_data.py
 #   python tools/train.py configs/demo/faster_rcnn_r50_fpn_dense_demo.py

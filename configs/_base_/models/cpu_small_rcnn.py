@@ -1,4 +1,4 @@
-# R50-FPN Faster R-CNN shrunk to ~1 s/step on a 2-core CPU at 128 px, trained
+# R50-FPN Faster R-CNN shrunk for a 2-core CPU at 128 px (measured step times: README), trained
 # from scratch (no ImageNet weights can be downloaded here).
 #
 # A *component* base like mmdet's ``_base_/models/*.py``: mmengine forbids two

@@ -1,5 +1,4 @@
-# 400 iterations at batch 4 (~6 min for the dense R50-FPN demo on 2 idle CPU
-# cores, evaluation included).
+# 400 iterations at batch 4 (measured times: README, "What it measured here").
 max_iters = 400
 
 train_cfg = dict(
