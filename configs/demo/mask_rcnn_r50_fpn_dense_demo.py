@@ -10,6 +10,6 @@
 _base_ = [
     '../_base_/models/cpu_small_mask_rcnn.py',
     '../_base_/datasets/demo_coco_instance.py',
-    '../_base_/schedules/demo_400it.py',
+    '../_base_/schedules/demo_600it.py',  # 400 iterations left the box head short
     '../_base_/default_runtime.py',
 ]

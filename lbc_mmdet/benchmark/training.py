@@ -31,6 +31,8 @@ import torch
 
 from ..layers import DENSE, NMScheduleState, NMSparseMixin, get_method, method_names
 from ..sparsify import sparsify
+from .cpu_use import CpuWatch
+from .weight_side import weight_side_ms
 
 #: Goals (ratio to dense) on the reference machine, by method key (others: none).
 GOALS: Dict[str, float] = {}
@@ -154,7 +156,9 @@ def extra_state_bytes(model) -> int:
 def time_events(model, steps: int = 10, reps: int = 1) -> Dict[str, float]:
     """Wall time of the mask-update events of a schedule window ``[0, steps]`` over the
     backbone's sparse layers (on a copy): ``nm_update`` at ``t = 1 .. steps``
-    (``iteration = 100 t``), timing the calls that change a mask."""
+    (``iteration = 100 t``), timing the calls that change a mask, each followed by
+    ``nm_refresh`` (the cached mask rebuilt, as the next forward would; no float copy of
+    the mask, which training does not make)."""
     times = []
     layers = 0
     for _ in range(reps):
@@ -163,14 +167,14 @@ def time_events(model, steps: int = 10, reps: int = 1) -> Dict[str, float]:
                   if isinstance(mod, NMSparseMixin) and mod.nm_eligible]
         layers = len(sparse)
         for layer in sparse:
-            layer.nm_mask()  # caches warm, as during training
+            layer.nm_refresh()  # caches warm, as during training
         for t in range(1, steps + 1):
             state = NMScheduleState(t=float(t), ti=0.0, tf=float(steps), iteration=100 * t)
             t0 = time.perf_counter()
             changed = False
             for layer in sparse:
                 changed |= bool(layer.nm_update(state))
-                layer.nm_mask()
+                layer.nm_refresh()  # what the next forward does first (no mask copy)
             dt = (time.perf_counter() - t0) * 1e3
             if changed:
                 times.append(dt)
@@ -232,15 +236,23 @@ def run_training_benchmark(config: str,
                            goals: Optional[Dict] = None,
                            event_goal_ms: Optional[float] = EVENT_GOAL_MS,
                            max_load: float = 1.5,
+                           max_others: float = 0.25,
+                           weight_side_reps: int = 5,
                            log=print) -> dict:
     """Run the benchmark on the detector of the dense ``config`` (entries:
     :func:`benchmark_entries`, all by default) at every input size; write
     ``results.json`` and ``results.md`` under ``out``. ``goals`` maps an entry, or
-    ``(entry, img_size)``, to the step ratio it should meet. A run whose load average
-    (start or end) is above ``max_load`` says it is not trustworthy."""
+    ``(entry, img_size)``, to the step ratio it should meet. A run says it is not
+    trustworthy when the load average at its start is above ``max_load``, or when other
+    processes (or the hypervisor's steal) took more than ``max_others`` cores on average
+    while it ran (:class:`~lbc_mmdet.benchmark.cpu_use.CpuWatch`; where the platform cannot
+    tell, when the load average at the end less this run's own threads is above
+    ``max_load``). ``weight_side_reps`` > 0 also times what bounds each method's extra
+    cost (:func:`~lbc_mmdet.benchmark.weight_side.weight_side_ms`)."""
     if threads:
         torch.set_num_threads(threads)
     load_start = load_average()
+    watch = CpuWatch()
     goals = dict(goals or {})
     methods = list(methods or benchmark_entries())
     for entry in methods:
@@ -269,19 +281,33 @@ def run_training_benchmark(config: str,
             ev['goal_met'] = (None if event_goal_ms is None else
                               bool(ev['event_ms'] <= event_goal_ms))
             events[method] = ev
+    parts = {}
+    if weight_side_reps > 0:
+        for method in methods:
+            if method != DENSE:
+                parts[method] = weight_side_ms(models[method], reps=weight_side_reps)
     load_end = load_average()
-    loads = [x for x in (load_start, load_end) if x is not None]
+    cpu = watch.stop()
+    own_threads = torch.get_num_threads()
+    if cpu['others_cores'] is not None:
+        busy_ok = max(cpu['others_cores'], cpu['steal_cores']) <= max_others
+    else:
+        busy_ok = load_end is not None and load_end - own_threads <= max_load
+    trustworthy = bool(load_start is not None and load_start <= max_load and busy_ok)
     result = dict(
         date=datetime.datetime.now().isoformat(timespec='seconds'),
         machine=dict(platform=platform.platform(), processor=platform.processor(),
                      cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
                      torch=torch.__version__),
         load=dict(start=load_start, end=load_end, max_trustworthy=max_load,
-                  trustworthy=bool(loads) and max(loads) <= max_load),
+                  others_cores=cpu['others_cores'], steal_cores=cpu['steal_cores'],
+                  own_cores=cpu['own_cores'], wall_s=cpu['wall_s'],
+                  max_others_cores=max_others, trustworthy=trustworthy),
         settings=dict(warmup=warmup, iters=iters, depth=depth, batch_size=batch_size,
                       img_sizes=list(img_sizes), removal_reps=removal_reps),
         sizes=sizes,
         events=events,
+        weight_side=parts,
         max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     result['markdown'] = to_markdown(result)
     if out:
@@ -298,9 +324,13 @@ def to_markdown(result: dict) -> str:
     lines = [f"Training step, Faster R-CNN R{s['depth']}-FPN, batch {s['batch_size']}, median "
              f"of {s['iters']} (warm-up {s['warmup']}), "
              f"{result['machine']['torch_threads']} torch threads, {result['date']}; load "
-             f"average {fmt(load['start'])} at the start, {fmt(load['end'])} at the end" +
+             f"average {fmt(load['start'])} at the start, {fmt(load['end'])} at the end "
+             f"(this run's own threads included); other processes took "
+             f"{fmt(load.get('others_cores'))} cores and the hypervisor's steal "
+             f"{fmt(load.get('steal_cores'))} cores on average while it ran (this run: "
+             f"{fmt(load.get('own_cores'))})" +
              ('' if load['trustworthy'] else
-              f" -- ABOVE {load['max_trustworthy']:g}: these timings are not trustworthy")]
+              ' -- the machine was not idle: these timings are not trustworthy')]
     for size, rows in result['sizes'].items():
         lines += ['', f'{size} px:', '',
                   '| method | step (ms) | ratio to dense | goal | met | saved-for-backward '
@@ -319,5 +349,20 @@ def to_markdown(result: dict) -> str:
                 f" (goal <= {ev['goal_ms']:.0f} ms: {'met' if ev['goal_met'] else 'missed'})")
         lines += ['', f"{method}: mask-update event over the backbone ({ev['layers']} layers, "
                   f"median of {ev['events']} events): {ev['event_ms']:.1f} ms{goal}"]
+    parts = result.get('weight_side') or {}
+    if parts:
+        lines += ['', 'What bounds the extra cost (timed alone over the backbone\'s sparse '
+                  'layers, medians): one elementwise pass over their weights; each method\'s '
+                  'weight-side work of a step (`forward_weight()` of every layer and its '
+                  'backward); the SGD step over its own trainable state.', '',
+                  '| method | weights | one pass (ms) | weight-side fwd+bwd (ms) | = passes | '
+                  'own trainable state | its SGD step (ms) |',
+                  '|---|---:|---:|---:|---:|---:|---:|']
+        for method, p in parts.items():
+            lines.append(
+                f"| {method} | {p['weights'] / 1e6:.1f} M | {p['weight_pass_ms']:.1f} | "
+                f"{p['forward_weight_ms']:.0f} | "
+                f"{p['forward_weight_ms'] / max(p['weight_pass_ms'], 1e-9):.1f} | "
+                f"{p['extra_params'] / 1e6:.1f} M | {p['extra_optimizer_ms']:.0f} |")
     lines += ['', f"process max RSS: {result['max_rss_mb']:.0f} MB", '']
     return '\n'.join(lines)

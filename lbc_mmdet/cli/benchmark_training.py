@@ -38,8 +38,15 @@ def parse_args(argv: Optional[List[str]] = None, default_config: str = '') -> ar
     p.add_argument('--img-sizes', type=int, nargs='+', default=[128, 512],
                    help='input sizes (square), each timed (default: 128 512)')
     p.add_argument('--max-load', type=float, default=1.5,
-                   help='a load average above this at the start or end marks the timings '
-                   'as not trustworthy (default: %(default)s)')
+                   help='a load average above this at the start marks the timings as not '
+                   'trustworthy (default: %(default)s)')
+    p.add_argument('--max-others', type=float, default=0.25,
+                   help='CPU cores other processes (or the hypervisor\'s steal) may take on '
+                   'average while it runs before the timings are marked not trustworthy '
+                   '(default: %(default)s)')
+    p.add_argument('--weight-side-reps', type=int, default=5,
+                   help='repetitions of the weight-side timings that bound each method\'s '
+                   'extra cost; 0 skips them (default: %(default)s)')
     p.add_argument('--removal-reps', type=int, default=3,
                    help='repetitions of the mask-update events (default 3)')
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
@@ -63,7 +70,8 @@ def main(argv: Optional[List[str]] = None, default_config: str = '') -> int:
                 depth=args.depth, batch_size=args.batch_size, img_sizes=args.img_sizes,
                 removal_reps=args.removal_reps, out=args.out, threads=args.threads,
                 goals=dict(args.goal), event_goal_ms=args.event_goal_ms,
-            max_load=args.max_load)
+                max_load=args.max_load, max_others=args.max_others,
+                weight_side_reps=args.weight_side_reps)
     except ValueError as err:
         raise ToolError(str(err)) from err
     print(result['markdown'])

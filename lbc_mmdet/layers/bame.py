@@ -237,6 +237,9 @@ class BAMEMixin(NMSparseMixin):
         """Cumulative oscillation frequency of every block, ``[G]``."""
         return oscillation_frequency(self.osc_count, self.n_obs)
 
+    def _nm_refresh(self) -> None:
+        self._refresh()
+
     def _nm_mask(self) -> torch.Tensor:
         self._refresh()
         return self._wmask.to(self.weight.dtype)

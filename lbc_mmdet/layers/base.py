@@ -150,6 +150,16 @@ class NMSparseMixin:
             return torch.ones_like(self.weight)
         return self._nm_mask()
 
+    def nm_refresh(self) -> None:
+        """Bring what the forward derives from the mask state up to date, without making
+        a copy of the mask (what the next forward does first). Methods that cache a
+        weight-shaped mask rebuild it here (``_nm_refresh``); default: nothing to do."""
+        if self.nm_eligible:
+            self._nm_refresh()
+
+    def _nm_refresh(self) -> None:
+        """Method hook of :meth:`nm_refresh` (default: the mask is always current)."""
+
     def forward_weight(self) -> torch.Tensor:
         """The weight the forward computes with, differentiable (``weight`` itself for an
         ineligible layer)."""

@@ -147,6 +147,9 @@ class LBCMixin(NMSparseMixin):
                                  if self.alive.numel() else 0)
             self._mask_key = self._cache_key()
 
+    def _nm_refresh(self) -> None:
+        self._refresh()
+
     def _nm_mask(self) -> torch.Tensor:
         self._refresh()
         return self._mask.to(self.weight.dtype)

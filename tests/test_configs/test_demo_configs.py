@@ -53,7 +53,8 @@ def test_model_is_small_from_scratch_r50_fpn(cfg):
 
 def test_schedule_and_runtime(cfg):
     assert cfg.train_cfg.type == 'IterBasedTrainLoop'
-    assert cfg.train_cfg.max_iters == 400 and cfg.train_cfg.val_interval == 400
+    iters = 600 if cfg.filename == MASK else 400  # Mask R-CNN's box head needs longer
+    assert cfg.train_cfg.max_iters == iters and cfg.train_cfg.val_interval == iters
     opt = cfg.optim_wrapper.optimizer
     # from scratch at batch 4, SGD diverges at lr 0.02 and reaches only 0.2
     # bbox mAP at lr 0.01 in 400 iterations; AdamW reaches ~0.63
@@ -62,7 +63,8 @@ def test_schedule_and_runtime(cfg):
     assert cfg.optim_wrapper.clip_grad.max_norm == 35
     assert cfg.param_scheduler[0].type == 'LinearLR'
     assert all(s.by_epoch is False for s in cfg.param_scheduler)
-    assert max(s.end for s in cfg.param_scheduler) == 400
+    assert max(s.end for s in cfg.param_scheduler) == iters
+    assert cfg.param_scheduler[1].milestones == {400: [300, 370], 600: [450, 555]}[iters]
     assert cfg.default_hooks.checkpoint.interval == 200
     assert cfg.default_hooks.checkpoint.by_epoch is False
     assert cfg.default_hooks.logger.interval == 20

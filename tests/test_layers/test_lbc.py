@@ -216,6 +216,23 @@ def test_mask_follows_loaded_alive():
     torch.testing.assert_close(b.nm_mask(), a.nm_mask())
 
 
+def test_nm_refresh_rebuilds_the_cached_mask_in_place():
+    """``nm_refresh`` (what the training benchmark's event timing calls) brings the cached
+    bool mask up to date after a load, without returning or copying it."""
+    a = LBCConv2d(8, 4, 3, n=2, m=4)
+    b = LBCConv2d(8, 4, 3, n=2, m=4)
+    b.nm_refresh()
+    with torch.no_grad():
+        a.scores.copy_(torch.randn_like(a.scores))
+    a.remove_to(5)
+    b.load_state_dict(a.state_dict())
+    assert bool(b._mask.all())  # stale until refreshed
+    assert b.nm_refresh() is None
+    assert b._mask.dtype == torch.bool
+    torch.testing.assert_close(b._mask.float(), a.nm_mask())
+    assert 0.5 <= float(b._mask.float().mean()) < 1.0
+
+
 @pytest.mark.parametrize('n,m', [(2, 4), (1, 4), (2, 8), (1, 16)])
 def test_incremental_mask_after_every_removal_event(n, m):
     """``remove_to`` updates the mask and the removal count itself (no rebuild from

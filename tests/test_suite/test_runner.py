@@ -385,6 +385,13 @@ def test_demo_suite_settings():
             assert cfg.model.backbone.conv_cfg.interval <= 20
 
 
+def load_suite_base_options():
+    from mmengine.config import Config
+    base = Config.fromfile(osp.join(REPO_ROOT, 'configs/suites/_base_/demo_finetune.py'))
+    assert base.cfg_options['train_cfg.max_iters'] == 50
+    return dict(base.cfg_options)
+
+
 @pytest.mark.parametrize('name', ['demo.py', 'smoke.py', 'demo_table2.py', 'demo_table3.py',
                                   'demo_asp_permutation.py',
                                   'paper_table2.py', 'paper_table3.py'])
@@ -411,6 +418,16 @@ def test_suite_files_load(name):
         masks = name == 'demo_table3.py'
         for r in suite.runs[:3]:
             assert ('segm_mAP' in r.paper) == masks and 'bbox_mAP' in r.paper
+    if name.startswith('demo_') and name != 'demo.py':
+        # the bundled fine-tune suites share one protocol and schedule (their `_base_`)
+        base = load_suite_base_options()
+        assert suite.protocol == 'finetune' and suite.seeds == [0, 1, 2]
+        for r in suite.runs:
+            for key, value in base.items():
+                assert r.cfg_options[key] == value, (r.label, key)
+        assert suite.note == (load_suite(osp.join(REPO_ROOT, 'configs/suites',
+                                                  'demo_table2.py')).note
+                              if name == 'demo_table3.py' else suite.note)
     if name == 'smoke.py':
         assert suite.protocol == 'finetune' and len(suite.runs) == 2 and len(
             suite.seeds) == 2

@@ -10,6 +10,27 @@ TOOL = osp.join(REPO_ROOT, 'tools', 'benchmark_training.py')
 METHODS = ['dense', 'asp', 'bame', 'lbc', 'lbc_official', 'srste']  # registry order
 
 
+def test_cpu_watch_tells_other_processes_from_its_own_work():
+    """Another process's busy loop counts as others' CPU; this process's own as its own
+    (the load average cannot tell them apart)."""
+    import time
+
+    from lbc_mmdet.benchmark.cpu_use import CpuWatch
+    if not osp.exists('/proc/stat'):
+        return
+    watch = CpuWatch()
+    other = subprocess.Popen([sys.executable, '-c',
+                              'import time\nt = time.time()\nwhile time.time() - t < 1.5: pass'])
+    t0 = time.time()
+    while time.time() - t0 < 1.5:  # our own busy loop, side by side
+        pass
+    res = watch.stop()
+    other.wait()  # reaped after the watch stopped: its time is not counted as ours
+    assert res['own_cores'] > 0.3
+    assert res['others_cores'] > 0.3
+    assert res['steal_cores'] >= 0 and res['wall_s'] >= 1.5
+
+
 def test_help():
     proc = subprocess.run([sys.executable, '-W', 'ignore', TOOL, '--help'],
                           capture_output=True, text=True, timeout=120)
@@ -22,7 +43,8 @@ def test_benchmark_training_json(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS='2')
     proc = subprocess.run(
         [sys.executable, '-W', 'ignore', TOOL, '--iters', '1', '--warmup', '0', '--depth',
-         '18', '--img-sizes', '64', '48', '--batch-size', '1', '--removal-reps', '1', '--out',
+         '18', '--img-sizes', '64', '48', '--batch-size', '1', '--removal-reps', '1',
+         '--weight-side-reps', '1', '--out',
          out, '--goal', 'lbc=1.05', 'asp@48=1.10'], cwd=REPO_ROOT, env=env,
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -32,8 +54,18 @@ def test_benchmark_training_json(tmp_path):
     assert res['settings'] == dict(warmup=0, iters=1, depth=18, batch_size=1,
                                    img_sizes=[64, 48], removal_reps=1)
     assert list(res['sizes']) == ['64', '48']
-    assert set(res['load']) == {'start', 'end', 'max_trustworthy', 'trustworthy'}
+    assert set(res['load']) >= {'start', 'end', 'max_trustworthy', 'trustworthy',
+                                'others_cores', 'steal_cores', 'own_cores'}
     assert isinstance(res['load']['trustworthy'], bool)
+    assert res['load']['own_cores'] > 0.2  # this run's own work is counted as its own
+    parts = res['weight_side']  # what bounds each method's extra cost
+    assert set(parts) == set(METHODS) - {'dense'}
+    for name, p in parts.items():
+        assert p['weights'] > 1e6 and p['weight_pass_ms'] > 0 and p['forward_weight_ms'] > 0
+    assert parts['lbc']['extra_params'] == parts['lbc']['weights'] * 6 // 4  # C(4,2)/4
+    assert parts['lbc']['extra_optimizer_ms'] > 0
+    assert parts['srste']['extra_params'] == 0 and parts['srste']['extra_optimizer_ms'] == 0
+    assert '| lbc |' in res['markdown'].split('What bounds')[1]
     rows = {r['method']: r for r in res['sizes']['48']}
     assert rows['asp']['goal'] == 1.10  # a goal for one size
     assert {r['method']: r for r in res['sizes']['64']}['asp']['goal'] is None
