@@ -26,8 +26,10 @@ def test_cpu_watch_tells_other_processes_from_its_own_work():
         pass
     res = watch.stop()
     other.wait()  # reaped after the watch stopped: its time is not counted as ours
-    assert res['own_cores'] > 0.3
-    assert res['others_cores'] > 0.3
+    # the two loops share the cores alike (whatever else runs): the other one's time is
+    # counted as others', ours as our own
+    assert res['own_cores'] > 0.05
+    assert res['others_cores'] > 0.5 * res['own_cores']
     assert res['steal_cores'] >= 0 and res['wall_s'] >= 1.5
 
 
