@@ -22,6 +22,7 @@ from .layers import (  # noqa: E402
                      NMSparseMixin,
                      get_method,
                      method_names,
+                     register_method,
                      register_nm_layer,
                      sparse_layers,
 )
@@ -31,6 +32,7 @@ from .version import __version__  # noqa: E402
 __all__ = [
     'NMSparsityHook', 'RNGStateHook', 'SafeCheckpointHook', 'TrainFlopsHook',
     'install_safe_checkpoints', 'NMScheduleState', 'NMSparseMixin', 'get_method',
-    'method_names', 'register_nm_layer', 'sparse_layers', 'build_sparsified', 'sparsify',
+    'method_names', 'register_method', 'register_nm_layer', 'sparse_layers',
+    'build_sparsified', 'sparsify',
     '__version__'
 ]

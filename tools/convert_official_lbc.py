@@ -36,13 +36,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    from lbc_mmdet.engine.checkpoint import (
-        allow_unsafe_load,
-        atomic_torch_save,
-        atomic_write,
-        load_from_local,
-    )
+    from lbc_mmdet.engine.checkpoint import allow_unsafe_load, load_from_local
     from lbc_mmdet.layers.lbc_official import convert_official_lbc
+    from lbc_mmdet.utils import atomic_torch_save, atomic_write
     args = parse_args(argv)
     if not osp.isfile(args.src):
         raise ToolError(f'no such checkpoint: {args.src}')

@@ -3,6 +3,10 @@
 # and this short, it measures how fast each method starts more than what sparsity costs;
 # the headline benchmark is the `finetune` suite, configs/suites/demo_table2.py.
 #
+# DATA: the default bundled shapes, data/demo_coco (the README demo's).
+# BUDGET (an ESTIMATE, not a measurement; 2 cores, one job at a time): 5 rows x 3 seeds =
+# 15 trainings of 160 iterations at ~2.2 s + evaluation and start-up: ~7.5 min each, ~1h55m.
+#
 #   python tools/make_demo_data.py
 #   python tools/run_suite.py configs/suites/demo.py      # -> work_dirs/suite/demo/results.md
 title = ('Scratch suite: Faster R-CNN R50-FPN from random initialisation, 160 iterations, '

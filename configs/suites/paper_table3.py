@@ -26,4 +26,15 @@ suite = [
     dict(label='LBC 2:8', config='configs/mask_rcnn_lbc_2of8.py', method='lbc',
          pattern='2:8', model=_model,
          paper=dict(bbox_mAP=37.8, segm_mAP=34.0)),
+    # newer methods (their papers report no COCO figure for these detectors)
+    dict(label='Bi-Mask 2:4', config='configs/mask_rcnn_bimask_2of4.py', method='bimask',
+         pattern='2:4', model=_model),
+    dict(label='Bi-Mask 2:8', config='configs/mask_rcnn_bimask_2of8.py', method='bimask',
+         pattern='2:8', model=_model),
+    dict(label='Bi-Mask 1:16', config='configs/mask_rcnn_bimask_1of16.py', method='bimask',
+         pattern='1:16', model=_model),
+    dict(label='MaxQ 2:4', config='configs/mask_rcnn_maxq_2of4.py', method='maxq',
+         pattern='2:4', model=_model),
+    dict(label='MaxQ 1:16', config='configs/mask_rcnn_maxq_1of16.py', method='maxq',
+         pattern='1:16', model=_model),
 ]

@@ -1,7 +1,8 @@
 # A smoke test of the benchmark machinery (tests/test_suite/test_smoke_suite.py runs it):
 # the finetune protocol end to end in a few minutes -- a dense pre-training of a few
 # iterations, then 2 entries x 2 seeds fine-tuned from it, tables over the seeds. The
-# numbers mean nothing (4 iterations on 64 px images).
+# numbers mean nothing (4 iterations on 64 px images). DATA: data/demo_coco (the test
+# points it at a tiny generated copy).
 #
 #   python tools/make_demo_data.py
 #   python tools/run_suite.py configs/suites/smoke.py

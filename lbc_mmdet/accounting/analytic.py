@@ -9,8 +9,9 @@ only bounds (``nm_schedule_density_bounds``) are known. Epoch ``e`` of training 
 the state at ``t = e`` (the paper's schedules step once per epoch). The model's layers and
 their multiply-adds are those of torchvision's ResNet-50 (no weights needed).
 """
+import inspect
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from .conventions import PASSES, check_convention
 
@@ -21,6 +22,7 @@ class LayerMacs:
     name: str
     in_channels: int
     macs: int
+    out_channels: int = 0  # 0: unknown (taken as divisible by any M)
 
 
 def resnet50_layers(img_size: int = 224, num_classes: int = 1000) -> List[LayerMacs]:
@@ -31,7 +33,7 @@ def resnet50_layers(img_size: int = 224, num_classes: int = 1000) -> List[LayerM
 
     layers = []
     size = out(img_size, 2)  # stem, 7x7/2
-    layers.append(LayerMacs('conv1', 3, size * size * 64 * 3 * 49))
+    layers.append(LayerMacs('conv1', 3, size * size * 64 * 3 * 49, 64))
     size = out(size, 2)  # max pool
     in_ch = 64
     for stage, (blocks, width) in enumerate(((3, 64), (4, 128), (6, 256), (3, 512)), 1):
@@ -39,22 +41,26 @@ def resnet50_layers(img_size: int = 224, num_classes: int = 1000) -> List[LayerM
             stride = 2 if (b == 0 and stage > 1) else 1
             prefix = f'layer{stage}.{b}'
             new = out(size, stride)
-            layers.append(LayerMacs(f'{prefix}.conv1', in_ch, size * size * width * in_ch))
+            layers.append(LayerMacs(f'{prefix}.conv1', in_ch, size * size * width * in_ch,
+                                    width))
             layers.append(LayerMacs(f'{prefix}.conv2', width,
-                                    new * new * width * width * 9))
+                                    new * new * width * width * 9, width))
             layers.append(LayerMacs(f'{prefix}.conv3', width,
-                                    new * new * 4 * width * width))
+                                    new * new * 4 * width * width, 4 * width))
             if b == 0:
                 layers.append(LayerMacs(f'{prefix}.downsample.0', in_ch,
-                                        new * new * 4 * width * in_ch))
+                                        new * new * 4 * width * in_ch, 4 * width))
             in_ch, size = 4 * width, new
-    layers.append(LayerMacs('fc', in_ch, in_ch * num_classes))
+    layers.append(LayerMacs('fc', in_ch, in_ch * num_classes, num_classes))
     return layers
 
 
-def _convention_cost(d: Dict[str, float], convention: str) -> float:
-    """The cost of one step of a layer relative to dense (``sum(passes) / 3``)."""
-    if convention == 'paper':
+def _convention_cost(d: Dict[str, float], convention: str,
+                     sparse_input_grad: bool = False) -> float:
+    """The cost of one step of a layer relative to dense (``sum(passes) / 3``);
+    ``sparse_input_grad``: the layer's input gradient is N:M along its reduction axis
+    (``nm_sparse_input_grad``), so the paper convention counts it at its density."""
+    if convention == 'paper' and not sparse_input_grad:
         d = dict(d, input_grad=1.0)
     return sum(d[p] for p in PASSES) / 3.0
 
@@ -74,33 +80,61 @@ def _epochs(epochs: int) -> Iterator[int]:
     return iter(range(int(epochs)))
 
 
+def schedule_options(layer_cls: type) -> List[str]:
+    """The method options ``layer_cls.nm_schedule_densities`` takes beyond ``(n, m, t,
+    ti, tf)`` (e.g. a schedule variant), which :func:`schedule_flops` passes on."""
+    params = list(inspect.signature(layer_cls.nm_schedule_densities).parameters)
+    return [p for p in params if p not in ('n', 'm', 't', 'ti', 'tf')]
+
+
+def _accepted(fn, options: Dict[str, Any]) -> Dict[str, Any]:
+    names = inspect.signature(fn).parameters
+    return {k: v for k, v in options.items() if k in names}
+
+
 def schedule_flops(layer_cls: type, n: int, m: int, epochs: int, ti: float, tf: float,
                    convention: str = 'paper', baseline_epochs: Optional[int] = None,
-                   layers: Optional[List[LayerMacs]] = None) -> ScheduleFlops:
+                   layers: Optional[List[LayerMacs]] = None,
+                   options: Optional[Dict[str, Any]] = None) -> ScheduleFlops:
     """Training FLOPs of ``epochs`` epochs of ``layer_cls``'s method at ``n:m`` with the
     window ``[ti, tf]`` (epochs), relative to ``baseline_epochs`` (default ``epochs``)
     dense epochs of the same model.
 
     ``paper``: only the layers that can be grouped by ``m`` count (the paper's figures
     leave the dense stem out); ``hardware``: every layer, those that cannot be grouped at
-    dense cost.
+    dense cost. ``options``: the method's options (:func:`schedule_options`) passed to
+    its ``nm_schedule_densities`` (and to ``nm_schedule_density_bounds`` where it takes
+    them).
     """
     check_convention(convention)
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(schedule_options(layer_cls)))
+    if unknown:
+        raise ValueError(f'{layer_cls.__name__} takes no schedule option {unknown} '
+                         f'(its options: {schedule_options(layer_cls) or "none"})')
+    bound_options = _accepted(layer_cls.nm_schedule_density_bounds, options)
     layers = layers or resnet50_layers()
     sparse = [x for x in layers if x.in_channels % m == 0]
     dense = [] if convention == 'paper' else [x for x in layers if x.in_channels % m]
     total_sparse = float(sum(x.macs for x in sparse))
+    # the share of those whose input gradient is N:M too (a method with an output-dim
+    # backward mask, on layers whose output channels divide by M)
+    sig = float(sum(x.macs for x in sparse if x.out_channels % m == 0)) if getattr(
+        layer_cls, 'nm_sparse_input_grad', False) else 0.0
     total_dense = float(sum(x.macs for x in dense))
     total = total_sparse + total_dense
     cost = low = high = 0.0
     determined = True
     per_epoch: List[Optional[float]] = []
     for e in _epochs(epochs):
-        d = layer_cls.nm_schedule_densities(n, m, float(e), float(ti), float(tf))
+        d = layer_cls.nm_schedule_densities(n, m, float(e), float(ti), float(tf),
+                                            **options)
         lo_d, hi_d = (d, d) if d is not None else layer_cls.nm_schedule_density_bounds(
-            n, m, float(e), float(ti), float(tf))
-        lo = (total_sparse * _convention_cost(lo_d, convention) + total_dense) / total
-        hi = (total_sparse * _convention_cost(hi_d, convention) + total_dense) / total
+            n, m, float(e), float(ti), float(tf), **bound_options)
+        lo = ((total_sparse - sig) * _convention_cost(lo_d, convention) + total_dense
+              + sig * _convention_cost(lo_d, convention, True)) / total
+        hi = ((total_sparse - sig) * _convention_cost(hi_d, convention) + total_dense
+              + sig * _convention_cost(hi_d, convention, True)) / total
         low, high = low + lo, high + hi
         if d is None:
             determined = False
@@ -116,4 +150,5 @@ def schedule_flops(layer_cls: type, n: int, m: int, epochs: int, ti: float, tf: 
                          determined, note, per_epoch)
 
 
-__all__ = ['LayerMacs', 'resnet50_layers', 'ScheduleFlops', 'schedule_flops']
+__all__ = ['LayerMacs', 'resnet50_layers', 'ScheduleFlops', 'schedule_flops',
+           'schedule_options']

@@ -10,8 +10,9 @@ performs now (``nm_train_densities()``, the sparse-layer protocol). The conventi
 - ``paper``: the rule the LBC paper's FLOPs (Train) figures (its Tables 1 and 5) follow,
   derived in ``docs/benchmark.md``: only the N:M layers are counted; the forward follows
   the mask, the input gradient is counted dense (the transposed weight is not N:M along
-  that product's reduction axis, so it gains nothing from the sparse kernels), the weight
-  gradient follows the weights that receive a gradient.
+  that product's reduction axis, so it gains nothing from the sparse kernels) unless the
+  layer says it is (``nm_sparse_input_grad``: a method with a second, output-dim N:M mask
+  for the backward), the weight gradient follows the weights that receive a gradient.
 """
 from typing import Dict, Mapping, Optional, Tuple
 
@@ -57,7 +58,7 @@ def layer_densities(module: nn.Module, name: str = 'layer',
         return None
     fn = getattr(module, 'nm_train_densities', None)
     densities = dict(DENSE_DENSITIES) if fn is None else check_densities(fn(), name)
-    if convention == 'paper':
+    if convention == 'paper' and not getattr(module, 'nm_sparse_input_grad', False):
         densities['input_grad'] = 1.0
     return densities
 
@@ -78,10 +79,11 @@ def train_cost(macs: float,
     """Training multiply-adds of a layer: ``macs * (forward + input_grad + weight_grad)``.
 
     Args:
-        macs: Dense forward multiply-adds.
-        densities: Fractions of the dense cost of each pass (``nm_train_densities()``).
-        input_grad: Count the input-gradient pass.
-        weight_grad: Count the weight-gradient pass.
+        macs (float): Dense forward multiply-adds.
+        densities (Mapping[str, float]): Fractions of the dense cost of each pass
+            (``nm_train_densities()``).
+        input_grad (bool): Count the input-gradient pass.
+        weight_grad (bool): Count the weight-gradient pass.
     """
     return macs * (densities['forward'] + (densities['input_grad'] if input_grad else 0.0)
                    + (densities['weight_grad'] if weight_grad else 0.0))

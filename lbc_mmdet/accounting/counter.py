@@ -126,16 +126,17 @@ class TrainFlopsCounter:
     Forward calls outside ``start_iter()``/``end_iter()`` (validation) are not counted.
 
     Args:
-        model: The model (unwrapped).
-        exact_backward: Count the input gradient only when the layer's input requires a
+        model (nn.Module): The model (unwrapped).
+        exact_backward (bool): Count the input gradient only when the layer's input requires a
             gradient and the weight gradient only when the weight does (see the module
             docstring). Defaults to False: every layer counts the three passes.
-        density_interval: Re-read the sparse layers' densities every this many
+        density_interval (int): Re-read the sparse layers' densities every this many
             iterations (in between, the last values are reused). Defaults to 1.
-        backbone_prefix: Name prefix of the backbone's layers for :meth:`ratio`
+        backbone_prefix (str): Name prefix of the backbone's layers for :meth:`ratio`
             ``('backbone')``. Defaults to ``'backbone.'``.
-        module_filter: Optional ``(name, module) -> bool`` restricting the counted layers.
-        convention: ``'hardware'`` (default) or ``'paper'``
+        module_filter (Callable[[str, nn.Module], bool], optional): Optional ``(name,
+            module) -> bool`` restricting the counted layers.
+        convention (str): ``'hardware'`` (default) or ``'paper'``
             (:mod:`lbc_mmdet.accounting.conventions`).
     """
 

@@ -15,10 +15,10 @@ def conv_macs(out_numel: int, in_channels: int, groups: int,
     """Dense multiply-adds of a convolution: ``out_numel * in_channels/groups * prod(k)``.
 
     Args:
-        out_numel: Number of output elements (batch included).
-        in_channels: Input channels of the layer.
-        groups: Convolution groups.
-        kernel_size: The kernel's spatial size, e.g. ``(3, 3)``.
+        out_numel (int): Number of output elements (batch included).
+        in_channels (int): Input channels of the layer.
+        groups (int): Convolution groups.
+        kernel_size (Iterable[int]): The kernel's spatial size, e.g. ``(3, 3)``.
     """
     if in_channels % groups:
         raise ValueError(f'in_channels={in_channels} is not divisible by groups={groups}')

@@ -6,9 +6,14 @@ from typing import Optional
 
 from mmengine.logging import print_log
 
-from ..deploy.export import NMExportError, export_sparse_state_dict, plain
-from ..engine.checkpoint import atomic_torch_save, atomic_write
+from ..deploy.export import (
+    NMExportError,
+    NonFiniteWeightsError,
+    export_sparse_state_dict,
+    plain,
+)
 from ..errors import LBCError
+from ..utils import atomic_torch_save, atomic_write
 from ..version import __version__
 from .models import build_model, load_checkpoint_strict
 
@@ -34,7 +39,7 @@ def export_checkpoint(config: str, checkpoint: str, out: str,
 
     Raises:
         ExportRefusedError: A layer is not exactly N:M.
-        LBCError: Missing files, a config/checkpoint mismatch.
+        LBCError: Missing files, a config/checkpoint mismatch, non-finite weights.
     """
     import torch
 
@@ -47,6 +52,8 @@ def export_checkpoint(config: str, checkpoint: str, out: str,
     print_log('folding masks and dropping the sparse-method state', logger=logger)
     try:
         state, report = export_sparse_state_dict(model)
+    except NonFiniteWeightsError as err:  # the checkpoint's fault: a user error (2)
+        raise LBCError(str(err)) from err
     except NMExportError as err:
         raise ExportRefusedError(str(err)) from err
 

@@ -17,10 +17,9 @@ from ..deploy.onnx_export import (
     require,
 )
 from ..deploy.verify import DEFAULT_INCLUDE
-from ..engine.checkpoint import atomic_write
 from ..errors import LBCError
 from ..layers import sparse_layers
-from ..utils import matches
+from ..utils import atomic_write, matches
 from .models import build_model, load_dense_model
 
 #: Format tag of the report.

@@ -29,8 +29,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from ..apis.models import build_model
 from ..layers import DENSE, NMScheduleState, NMSparseMixin, get_method, method_names
 from ..sparsify import sparsify
+from ..utils import atomic_write
 from .cpu_use import CpuWatch
 from .weight_side import weight_side_ms
 
@@ -58,23 +60,34 @@ def _entry_method(entry: str) -> Tuple[str, Optional[str]]:
     raise ValueError(f'unknown benchmark entry {entry!r}; known: {benchmark_entries()}')
 
 
-def build_model(entry: str, config: str, depth: int = 50, seed: int = 0,
-                n: int = 2, m: int = 4) -> torch.nn.Module:
-    """The detector of the dense ``config`` with its backbone made ``entry``'s ``n:m``
-    layers, in its training state at the start of a schedule window (``nm_update`` at
-    ``t = ti = 0``: a mask computed once is computed, a mask that evolves has its first
-    designation)."""
-    from mmdet.registry import MODELS
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmdet')
-    cfg = Config.fromfile(config)
+def benchmark_model(entry: str, config: str, depth: int = 50, seed: int = 0,
+                    n: int = 2, m: int = 4) -> torch.nn.Module:
+    """The detector of a dense config with its backbone made an entry's N:M layers.
+
+    The model is built through :func:`lbc_mmdet.apis.build_model` (its readable config
+    errors) and is left in its training state at the start of a schedule window
+    (``nm_update`` at ``t = ti = 0``: a mask computed once is computed, a mask that
+    evolves has its first designation).
+
+    Args:
+        entry (str): ``'dense'``, a method key or a registered variant
+            (:func:`benchmark_entries`).
+        config (str): The dense detector config (a file or ``mmdet::...``).
+        depth (int): The ResNet depth of the backbone. Defaults to 50.
+        seed (int): The torch seed the weights are drawn with. Defaults to 0.
+        n (int): Weights kept per group. Defaults to 2.
+        m (int): Group size. Defaults to 4.
+
+    Returns:
+        torch.nn.Module: The model, in training mode.
+    """
+    options = {}
     if depth != 50:
-        cfg.model.backbone.depth = depth
+        options['model.backbone.depth'] = depth
         if depth in (18, 34):
-            cfg.model.neck.in_channels = [64, 128, 256, 512]
+            options['model.neck.in_channels'] = [64, 128, 256, 512]
     torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
+    _, model = build_model(config, options)
     model.train()
     if entry == DENSE:
         return model
@@ -263,7 +276,7 @@ def run_training_benchmark(config: str,
     models, opts = {}, {}
     for method in methods:
         t0 = time.perf_counter()
-        models[method] = build_model(method, config, depth=depth)
+        models[method] = benchmark_model(method, config, depth=depth)
         opts[method] = torch.optim.SGD(models[method].parameters(), lr=1e-4, momentum=0.9,
                                        weight_decay=1e-4)
         log(f'built {method} in {time.perf_counter() - t0:.1f} s')
@@ -311,7 +324,6 @@ def run_training_benchmark(config: str,
         max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     result['markdown'] = to_markdown(result)
     if out:
-        from ..engine.checkpoint import atomic_write
         atomic_write(osp.join(out, 'results.json'), json.dumps(result, indent=2))
         atomic_write(osp.join(out, 'results.md'), result['markdown'])
     return result

@@ -1,8 +1,9 @@
-"""What every tool shares: one ``error:`` line for the user's mistakes, ``--debug``."""
+"""What every tool shares: one ``error:`` line for the user's mistakes, ``--debug``, and
+the arguments several tools take (``--n``/``--m``, input sizes)."""
 import argparse
 import os
 import sys
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..errors import LBCError
 
@@ -10,6 +11,10 @@ from ..errors import LBCError
 DEBUG_ENV = 'LBC_MMDET_DEBUG'
 #: Exit status of a user error (bad config, checkpoint, dataset, pattern).
 EXIT_USER_ERROR = 2
+#: Help of ``--cfg-options`` (mmengine's ``DictAction``).
+CFG_OPTIONS_HELP = ('override settings of the config, key=value pairs (a list as '
+                    'key="[a,b]" or key=a,b; nested lists/tuples as key="[(a,b),(c,d)]"; '
+                    'no white space)')
 
 
 class ToolError(LBCError):
@@ -25,6 +30,105 @@ def add_debug_arg(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--debug', action='store_true',
                         help=f'show the full traceback of errors (or set {DEBUG_ENV}=1)')
     return parser
+
+
+def add_cfg_options_arg(parser: argparse.ArgumentParser,
+                        help: str = CFG_OPTIONS_HELP) -> argparse.ArgumentParser:
+    """Add ``--cfg-options`` (config overrides, mmengine's ``DictAction``) to ``parser``.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+        help (str): Its help text. Defaults to :data:`CFG_OPTIONS_HELP`.
+
+    Returns:
+        argparse.ArgumentParser: ``parser``.
+    """
+    from mmengine.config import DictAction
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help=help)
+    return parser
+
+
+def parse_tool_args(parser: argparse.ArgumentParser,
+                    argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Add ``--debug`` (:func:`add_debug_arg`) to ``parser`` and parse ``argv``.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser, otherwise complete.
+        argv (Sequence[str], optional): The arguments; None reads ``sys.argv``.
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
+    add_debug_arg(parser)
+    return parser.parse_args(argv)
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """An ``argparse`` type for an input size.
+
+    Args:
+        text (str): ``'800'`` (square) or ``'800x1344'`` (height x width).
+
+    Returns:
+        tuple[int, int]: ``(height, width)``, both positive.
+
+    Raises:
+        argparse.ArgumentTypeError: Not ``H`` or ``HxW`` with positive integers.
+    """
+    try:
+        parts = [int(p) for p in text.lower().split('x')]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f'bad input size {text!r} (use H or HxW)')
+    return parts[0], parts[1]
+
+
+def add_pattern_args(parser: argparse.ArgumentParser, n: Optional[int] = 2,
+                     m: Optional[int] = 4, what: str = '') -> argparse.ArgumentParser:
+    """Add ``--n`` and ``--m`` (the N:M pattern) to ``parser``; check them with
+    :func:`check_pattern_args`.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+        n (int, optional): Default of ``--n``; None makes both arguments required.
+            Defaults to 2.
+        m (int, optional): Default of ``--m``. Defaults to 4.
+        what (str): What the pattern is, appended to the help (e.g. ``'of the expected
+            pattern for a dense config'``). Defaults to ``''``.
+
+    Returns:
+        argparse.ArgumentParser: ``parser``.
+    """
+    suffix = f' {what}' if what else ''
+    for flag, default, meaning in (('--n', n, 'non-zeros kept per group (N)'),
+                                   ('--m', m, 'group size (M)')):
+        if n is None:
+            parser.add_argument(flag, type=int, required=True, help=meaning + suffix)
+        else:
+            parser.add_argument(flag, type=int, default=default,
+                                help=f'{meaning}{suffix} (default: %(default)s)')
+    return parser
+
+
+def check_pattern_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Refuse ``--n``/``--m`` unless ``0 < n < m``.
+
+    Args:
+        args (argparse.Namespace): Parsed arguments with ``n`` and ``m``.
+
+    Returns:
+        argparse.Namespace: ``args``.
+
+    Raises:
+        ToolError: One line naming both values.
+    """
+    if not 0 < args.n < args.m:
+        raise ToolError(f'need 0 < n < m, got --n {args.n} --m {args.m}')
+    return args
 
 
 def debug_requested(argv: Optional[Sequence[str]] = None) -> bool:
@@ -55,6 +159,24 @@ def tool_logger(name: str, log_level: str = 'INFO'):
         if type(handler) is logging.StreamHandler:  # not FileHandler
             handler.stream = sys.stdout  # not setStream: it flushes the old stream
     return logger
+
+
+def tool_cli(main: Callable[[Optional[List[str]]], Optional[int]]
+             ) -> Callable[[Optional[List[str]]], int]:
+    """The entry point of a tool: its ``main`` run by :func:`run_tool`.
+
+    Args:
+        main (Callable): The tool's ``main(argv)``.
+
+    Returns:
+        Callable: ``cli(argv=None) -> int``, the exit status.
+    """
+    def cli(argv: Optional[List[str]] = None) -> int:
+        return run_tool(main, argv)
+
+    cli.__doc__ = f'``{main.__module__}.main`` with the tools\' error handling.'
+    cli.__module__ = main.__module__
+    return cli
 
 
 def run_tool(main: Callable[[Optional[List[str]]], Optional[int]],

@@ -14,10 +14,9 @@ CONFIG (exported in memory).
 import argparse
 import json
 import os.path as osp
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import torch
-from mmengine.config import DictAction
 
 from .. import __version__
 from ..apis import load_dense_model
@@ -31,21 +30,8 @@ from ..deploy.backends import (
     tune_cusparselt,
 )
 from ..deploy.latency import DTYPES, EXECUTIONS, VARIANTS, markdown, run_benchmark
-from ..engine.checkpoint import atomic_write
-from ._common import ToolError, add_debug_arg, run_tool
-
-
-def parse_size(text: str) -> Tuple[int, int]:
-    """``'800'`` -> (800, 800); ``'800x1344'`` -> (800, 1344) (height x width)."""
-    try:
-        parts = [int(p) for p in text.lower().split('x')]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'bad input size {text!r} (use H or HxW)')
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise argparse.ArgumentTypeError(f'bad input size {text!r} (use H or HxW)')
-    return parts[0], parts[1]
+from ..utils import atomic_write
+from ._common import ToolError, add_cfg_options_arg, parse_size, parse_tool_args, tool_cli
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -85,10 +71,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--out', default='work_dirs/benchmark_latency/latency.json',
                         help='JSON output; markdown next to it (.md) '
                         '(default: %(default)s)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value')
-    add_debug_arg(parser)
-    args = parser.parse_args(argv)
+    add_cfg_options_arg(parser)
+    args = parse_tool_args(parser, argv)
     if args.warmup < 0 or args.iters < 1 or min(args.batch_size) < 1:
         parser.error('need --warmup >= 0, --iters >= 1 and batch sizes >= 1')
     return args
@@ -156,9 +140,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def cli(argv: Optional[List[str]] = None) -> int:
-    """``main`` with the tools' error handling."""
-    return run_tool(main, argv)
+cli = tool_cli(main)
 
 
 if __name__ == '__main__':

@@ -3,10 +3,8 @@
 import argparse
 from typing import List, Optional
 
-from mmengine.config import DictAction
-
 from ..apis.export import EXIT_REFUSED, export_checkpoint
-from ._common import EXIT_USER_ERROR, add_debug_arg, run_tool, tool_logger
+from ._common import EXIT_USER_ERROR, add_cfg_options_arg, parse_tool_args, tool_cli, tool_logger
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -24,10 +22,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('out', help='output checkpoint path (.pth)')
     parser.add_argument('--report', default=None,
                         help='JSON report path (default: OUT + ".json")')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value (as in tools/train.py)')
-    add_debug_arg(parser)
-    return parser.parse_args(argv)
+    add_cfg_options_arg(parser)
+    return parse_tool_args(parser, argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -38,9 +34,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def cli(argv: Optional[List[str]] = None) -> int:
-    """``main`` with the tools' error handling."""
-    return run_tool(main, argv)
+cli = tool_cli(main)
 
 
 if __name__ == '__main__':

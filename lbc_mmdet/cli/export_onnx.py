@@ -1,25 +1,18 @@
 """Export a detector's backbone and neck to ONNX and check it (``tools/export_onnx.py``)."""
 import argparse
-from typing import List, Optional, Tuple
-
-from mmengine.config import DictAction
+from typing import List, Optional
 
 from ..apis.onnx_export import EXIT_CHECK_FAILED, export_onnx
 from ..deploy.verify import DEFAULT_INCLUDE
-from ._common import EXIT_USER_ERROR, ToolError, add_debug_arg, run_tool
-
-
-def parse_size(text: str) -> Tuple[int, int]:
-    """``'320'`` -> (320, 320); ``'320x480'`` -> (320, 480) (height x width)."""
-    try:
-        parts = [int(p) for p in text.lower().split('x')]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'bad input size {text!r} (use H or HxW)')
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise argparse.ArgumentTypeError(f'bad input size {text!r} (use H or HxW)')
-    return parts[0], parts[1]
+from ._common import (
+    EXIT_USER_ERROR,
+    add_cfg_options_arg,
+    add_pattern_args,
+    check_pattern_args,
+    parse_size,
+    parse_tool_args,
+    tool_cli,
+)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -45,26 +38,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='absolute tolerance of the comparison (default: 1e-4)')
     parser.add_argument('--rtol', type=float, default=1e-4,
                         help='tolerance relative to the largest |feature| (default: 1e-4)')
-    parser.add_argument('--n', type=int, default=2,
-                        help='N of the expected pattern for a dense config (default: 2)')
-    parser.add_argument('--m', type=int, default=4,
-                        help='M of the expected pattern for a dense config (default: 4)')
+    add_pattern_args(parser, what='of the expected pattern for a dense config')
     parser.add_argument('--include', nargs='+', default=None, metavar='PATTERN',
                         help='with a dense config: fnmatch patterns on module names of '
                         f"the layers expected N:M (default: {' '.join(DEFAULT_INCLUDE)})")
     parser.add_argument('--check-only', action='store_true',
                         help='check an existing OUT without exporting it again')
     parser.add_argument('--report', default=None, help='report path (default: OUT.json)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value (as in tools/train.py)')
-    add_debug_arg(parser)
-    return parser.parse_args(argv)
+    add_cfg_options_arg(parser)
+    return parse_tool_args(parser, argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    if not 0 < args.n < args.m:
-        raise ToolError(f'need 0 < n < m, got --n {args.n} --m {args.m}')
+    args = check_pattern_args(parse_args(argv))
     export_onnx(args.config, args.checkpoint, args.out, input_size=args.input_size,
                 opset=args.opset, atol=args.atol, rtol=args.rtol, n=args.n, m=args.m,
                 include=args.include, check_only=args.check_only, report_path=args.report,
@@ -72,9 +58,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def cli(argv: Optional[List[str]] = None) -> int:
-    """``main`` with the tools' error handling."""
-    return run_tool(main, argv)
+cli = tool_cli(main)
 
 
 if __name__ == '__main__':

@@ -4,8 +4,8 @@ import os.path as osp
 import time
 from typing import List, Optional
 
-from ..datasets.demo_coco import format_summary, make_demo_coco
-from ._common import ToolError, add_debug_arg, run_tool
+from ..datasets.demo_coco import VARIANTS, format_summary, make_demo_coco
+from ._common import ToolError, parse_tool_args, tool_cli
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -14,8 +14,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'shapes (circle, square, triangle) with boxes and polygons.',
         epilog='example: python tools/make_demo_data.py --out /tmp/tiny --num-train 8 '
         '--num-val 4')
-    parser.add_argument('--out', default='data/demo_coco',
-                        help='output folder (default: %(default)s)')
+    parser.add_argument('--out', default=None,
+                        help='output folder (default: data/demo_coco, with --variant hard '
+                        'data/demo_coco_hard)')
+    parser.add_argument('--variant', choices=VARIANTS, default='easy',
+                        help='easy (default: the README demo\'s 3 shapes) or hard: 7 '
+                        'classes of similar shapes, clutter, partial occlusion, a wider '
+                        'spread of scales (configs/_base_/datasets/demo_coco_hard*.py)')
     parser.add_argument('--num-train', type=int, default=300,
                         help='training images (default: %(default)s)')
     parser.add_argument('--num-val', type=int, default=200,
@@ -26,18 +31,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='random seed (default: %(default)s)')
     parser.add_argument('--force', action='store_true',
                         help='regenerate even if a matching dataset exists')
-    add_debug_arg(parser)
-    return parser.parse_args(argv)
+    return parse_tool_args(parser, argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    if args.out is None:
+        args.out = 'data/demo_coco' if args.variant == 'easy' else 'data/demo_coco_hard'
     if osp.exists(args.out) and not osp.isdir(args.out):
         raise ToolError(f'--out {args.out} is a file, not a folder')
     start = time.time()
     try:
         summary = make_demo_coco(args.out, num_train=args.num_train, num_val=args.num_val,
-                                 img_size=args.img_size, seed=args.seed, force=args.force)
+                                 img_size=args.img_size, seed=args.seed, force=args.force,
+                                 variant=args.variant)
     except ValueError as err:  # the sizes
         raise ToolError(f'{err} (--num-train, --num-val, --img-size)') from err
     print(format_summary(summary))
@@ -45,9 +52,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def cli(argv: Optional[List[str]] = None) -> int:
-    """``main`` with the tools' error handling."""
-    return run_tool(main, argv)
+cli = tool_cli(main)
 
 
 if __name__ == '__main__':

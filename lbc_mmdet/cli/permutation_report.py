@@ -4,10 +4,16 @@ import argparse
 import json
 from typing import List, Optional, Tuple
 
-from mmengine.config import DictAction
-
 from ..apis.permutation import DEFAULT_SHAPES, permutation_report, report_lines
-from ._common import ToolError, add_debug_arg, run_tool
+from ..utils import atomic_write
+from ._common import (
+    ToolError,
+    add_cfg_options_arg,
+    add_pattern_args,
+    check_pattern_args,
+    parse_tool_args,
+    tool_cli,
+)
 
 
 def parse_shape(text: str) -> Tuple[int, ...]:
@@ -34,8 +40,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='config of the model (dense or sparse); omit with --random')
     parser.add_argument('checkpoint', nargs='?', default=None,
                         help='its checkpoint (dense, exported or a training checkpoint)')
-    parser.add_argument('--n', type=int, default=2, help='N (default: 2)')
-    parser.add_argument('--m', type=int, default=4, help='M (default: 4)')
+    add_pattern_args(parser)
     parser.add_argument('--include', nargs='+', default=['backbone.*'], metavar='PATTERN',
                         help='fnmatch patterns on module names (default: backbone.*)')
     parser.add_argument('--time-limit', type=float, default=10.0,
@@ -47,16 +52,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2],
                         help='seeds of the random matrices (default: 0 1 2)')
     parser.add_argument('--out', default=None, help='write the report as JSON here')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value')
-    add_debug_arg(parser)
-    return parser.parse_args(argv)
+    add_cfg_options_arg(parser)
+    return parse_tool_args(parser, argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    if not 0 < args.n < args.m:
-        raise ToolError(f'need 0 < n < m, got --n {args.n} --m {args.m}')
+    args = check_pattern_args(parse_args(argv))
     if (args.config is None) != (args.checkpoint is None):
         raise ToolError('give both CONFIG and CHECKPOINT (or neither, with --random)')
     if args.config is None and args.random is None:
@@ -69,15 +70,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 args.time_limit, shapes, args.seeds, args.cfg_options)
     print('\n'.join(report_lines(report)))
     if args.out:
-        from ..engine.checkpoint import atomic_write
         atomic_write(args.out, json.dumps(report, indent=2))
         print(f'wrote {args.out}')
     return 0
 
 
-def cli(argv: Optional[List[str]] = None) -> int:
-    """``main`` with the tools' error handling."""
-    return run_tool(main, argv)
+cli = tool_cli(main)
 
 
 if __name__ == '__main__':

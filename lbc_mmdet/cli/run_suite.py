@@ -21,7 +21,7 @@ from ..engine.config_path import load_config
 from ..layers import DENSE, method_names
 from ..suite.runner import LAUNCHERS, SuiteRunner
 from ..suite.spec import load_suite
-from ._common import ToolError, add_debug_arg, run_tool
+from ._common import ToolError, parse_tool_args, tool_cli
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -62,8 +62,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--quiet', action='store_true',
                         help='do not stream the training output (it still goes to '
                         '<work_dir>/suite_train.log)')
-    add_debug_arg(parser)
-    return parser.parse_args(argv)
+    return parse_tool_args(parser, argv)
 
 
 def _raise_interrupt(signum, frame):
@@ -105,9 +104,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def cli(argv: Optional[List[str]] = None) -> int:
-    """``main`` with the tools' error handling."""
-    return run_tool(main, argv)
+cli = tool_cli(main)
 
 
 if __name__ == '__main__':

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 from ..engine import allow_unsafe_load, readable_config_errors
 from ..errors import LBCError
-from ._common import run_tool
+from ._common import tool_cli
 from ._config import build_runner, load_tool_config
 from .train import add_runner_args
 
@@ -102,9 +102,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def cli(argv: Optional[List[str]] = None) -> int:
-    """``main`` with the tools' error handling."""
-    return run_tool(main, argv)
+cli = tool_cli(main)
 
 
 if __name__ == '__main__':

@@ -4,17 +4,11 @@ import os
 import os.path as osp
 from typing import List, Optional
 
-from mmengine.config import DictAction
-
 from ..engine import allow_unsafe_load, readable_config_errors
 from ..engine.checkpoint import UNSAFE_LOAD_ENV
 from ..errors import LBCError
-from ._common import add_debug_arg, run_tool
+from ._common import add_cfg_options_arg, add_debug_arg, tool_cli
 from ._config import build_runner, load_tool_config
-
-CFG_OPTIONS_HELP = ('override settings of the config, key=value pairs (a list as '
-                    'key="[a,b]" or key=a,b; nested lists/tuples as key="[(a,b),(c,d)]"; '
-                    'no white space)')
 
 
 def add_runner_args(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +18,7 @@ def add_runner_args(parser: argparse.ArgumentParser) -> None:
                         'refuses (e.g. written by plain mmengine/mmdet) with the full, '
                         'code-executing unpickler; only for files from a trusted source '
                         f'(same as {UNSAFE_LOAD_ENV}=1)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help=CFG_OPTIONS_HELP)
+    add_cfg_options_arg(parser)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.run passes --local-rank (torch >= 2.0)
@@ -97,9 +90,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def cli(argv: Optional[List[str]] = None) -> int:
-    """``main`` with the tools' error handling."""
-    return run_tool(main, argv)
+cli = tool_cli(main)
 
 
 if __name__ == '__main__':

@@ -6,7 +6,8 @@ import os.path as osp
 from typing import List, Optional
 
 from ..deploy.verify import DEFAULT_INCLUDE, verify_nm
-from ._common import ToolError, add_debug_arg, run_tool
+from ..utils import atomic_write
+from ._common import ToolError, add_pattern_args, check_pattern_args, parse_tool_args, tool_cli
 
 EXIT_NOT_NM = 1
 
@@ -20,8 +21,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '(listed) or none matched, 2 bad input. example: python tools/verify_nm.py '
         'work_dirs/export/SPARSE_CONFIG.pth --n 2 --m 4')
     parser.add_argument('checkpoint', help='checkpoint (.pth): exported or not')
-    parser.add_argument('--n', type=int, required=True, help='non-zeros per group (N)')
-    parser.add_argument('--m', type=int, required=True, help='group size (M)')
+    add_pattern_args(parser, n=None, m=None)
     parser.add_argument('--include', nargs='+', default=None, metavar='PATTERN',
                         help='fnmatch patterns on state-dict keys to check (default: '
                         f"{' '.join(DEFAULT_INCLUDE)})")
@@ -31,15 +31,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='also write the full result as JSON')
     parser.add_argument('--max-list', type=int, default=20,
                         help='offending layers listed at most (default: %(default)s)')
-    add_debug_arg(parser)
-    return parser.parse_args(argv)
+    return parse_tool_args(parser, argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from ..engine.checkpoint import atomic_write, load_from_local
-    args = parse_args(argv)
-    if not 0 < args.n < args.m:
-        raise ToolError(f'need 0 < n < m, got --n {args.n} --m {args.m}')
+    from ..engine.checkpoint import load_from_local
+    args = check_pattern_args(parse_args(argv))
     if not osp.isfile(args.checkpoint):
         raise ToolError(f'checkpoint not found: {args.checkpoint}')
     # the project's safe loader: a corrupt or unsafe file is one clear error
@@ -59,9 +56,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0 if result.ok else EXIT_NOT_NM
 
 
-def cli(argv: Optional[List[str]] = None) -> int:
-    """``main`` with the tools' error handling."""
-    return run_tool(main, argv)
+cli = tool_cli(main)
 
 
 if __name__ == '__main__':

@@ -34,6 +34,7 @@ DEMO_CLASSES: Tuple[str, ...] = ('circle', 'square', 'triangle')
 DEMO_PALETTE: Tuple[Tuple[int, int, int], ...] = ((220, 20, 60), (0, 130, 200),
                                                   (60, 180, 75))
 SPLITS: Tuple[str, ...] = ('train', 'val')
+VARIANTS: Tuple[str, ...] = ('easy', 'hard')
 STAMP_NAME = '.demo_coco_stamp.json'
 #: Bump when the generated content changes, so old stamps are invalidated.
 GENERATOR_VERSION = 1
@@ -47,11 +48,11 @@ def ann_file_path(out_dir: str, split: str) -> str:
     """Returns the annotation file of ``split`` under ``out_dir``.
 
     Args:
-        out_dir: Dataset root.
-        split: ``'train'`` or ``'val'``.
+        out_dir (str): Dataset root.
+        split (str): ``'train'`` or ``'val'``.
 
     Returns:
-        Path of ``annotations/instances_{split}.json``.
+        str: Path of ``annotations/instances_{split}.json``.
     """
     return osp.join(out_dir, 'annotations', f'instances_{split}.json')
 
@@ -61,14 +62,14 @@ def _shape_polygon(shape: str, cx: float, cy: float, radius: float,
     """Vertices of a shape inscribed in a circle of ``radius``.
 
     Args:
-        shape: One of :data:`DEMO_CLASSES`.
-        cx: Centre x (pixels).
-        cy: Centre y (pixels).
-        radius: Circumradius (pixels).
-        angle: Rotation (radians); ignored for circles.
+        shape (str): One of :data:`DEMO_CLASSES`.
+        cx (float): Centre x (pixels).
+        cy (float): Centre y (pixels).
+        radius (float): Circumradius (pixels).
+        angle (float): Rotation (radians); ignored for circles.
 
     Returns:
-        List of ``(x, y)`` vertices.
+        _Polygon: List of ``(x, y)`` vertices.
     """
     if shape == 'circle':
         n, angle = _CIRCLE_VERTICES, 0.0
@@ -84,15 +85,8 @@ def _shape_polygon(shape: str, cx: float, cy: float, radius: float,
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A coloured linear gradient plus Gaussian noise.
-
-    Args:
-        rng: Random generator.
-        size: Image side length.
-
-    Returns:
-        ``float32`` array ``(size, size, 3)`` in ``[0, 255]``.
-    """
+    """A coloured linear gradient plus Gaussian noise: ``float32 (size, size, 3)`` in
+    ``[0, 255]``."""
     c0 = rng.uniform(0, 255, 3)
     c1 = np.clip(c0 + rng.uniform(-80, 80, 3), 0, 255)
     theta = rng.uniform(0, 2 * math.pi)
@@ -105,15 +99,8 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _object_colour(rng: np.random.Generator, bg_mean: np.ndarray) -> np.ndarray:
-    """A random RGB colour far enough from the background mean.
-
-    Args:
-        rng: Random generator.
-        bg_mean: Mean background colour.
-
-    Returns:
-        ``uint8``-range RGB colour as a float array.
-    """
+    """A random RGB colour (``uint8`` range, float array) far enough from the background
+    mean ``bg_mean``."""
     colour = rng.uniform(0, 255, 3)
     for _ in range(50):
         if np.linalg.norm(colour - bg_mean) >= _MIN_COLOUR_DIST:
@@ -129,12 +116,12 @@ def _place_objects(rng: np.random.Generator, size: int,
     """Places up to ``num`` non-overlapping shapes fully inside the image.
 
     Args:
-        rng: Random generator.
-        size: Image side length.
-        num: Number of objects wanted.
+        rng (np.random.Generator): Random generator.
+        size (int): Image side length.
+        num (int): Number of objects wanted.
 
     Returns:
-        ``(class_name, polygon)`` pairs; at least one.
+        List[Tuple[str, _Polygon]]: ``(class_name, polygon)`` pairs; at least one.
     """
     placed: List[Tuple[float, float, float]] = []
     objects: List[Tuple[str, _Polygon]] = []
@@ -157,16 +144,8 @@ def _place_objects(rng: np.random.Generator, size: int,
 
 
 def _polygon_area(flat: List[float], height: int, width: int) -> float:
-    """Area of a polygon rasterised the way pycocotools does it.
-
-    Args:
-        flat: ``[x1, y1, x2, y2, ...]``.
-        height: Image height.
-        width: Image width.
-
-    Returns:
-        Number of pixels covered.
-    """
+    """The pixels a polygon ``[x1, y1, x2, y2, ...]`` covers, rasterised the way
+    pycocotools does it."""
     from pycocotools import mask as mask_utils
     rles = mask_utils.frPyObjects([flat], height, width)
     return float(mask_utils.area(mask_utils.merge(rles)))
@@ -177,11 +156,12 @@ def _make_image(rng: np.random.Generator, size: int
     """Renders one image and returns it with its objects.
 
     Args:
-        rng: Random generator.
-        size: Image side length.
+        rng (np.random.Generator): Random generator.
+        size (int): Image side length.
 
     Returns:
-        The RGB image and its ``(class_name, polygon)`` objects.
+        Tuple[Image.Image, List[Tuple[str, _Polygon]]]: The RGB image and its ``(class_name,
+            polygon)`` objects.
     """
     bg = _background(rng, size)
     objects = _place_objects(rng, size, int(rng.integers(1, 5)))
@@ -199,21 +179,33 @@ def _make_image(rng: np.random.Generator, size: int
     return canvas, objects
 
 
+def _variant(variant: str):
+    """``(classes, image maker, description suffix)`` of ``'easy'`` or ``'hard'``."""
+    if variant not in VARIANTS:
+        raise ValueError(f'variant must be one of {VARIANTS}, got {variant!r}')
+    if variant == 'easy':
+        return DEMO_CLASSES, _make_image, ''
+    from .demo_coco_hard import HARD_CLASSES, make_hard_image
+    return HARD_CLASSES, make_hard_image, f', variant={variant}'
+
+
 def _generate_split(out_dir: str, split: str, num_images: int, img_size: int,
-                    seed: int) -> Dict[str, Any]:
+                    seed: int, variant: str = 'easy') -> Dict[str, Any]:
     """Writes the images and the COCO json of one split.
 
     Args:
-        out_dir: Dataset root.
-        split: Split name.
-        num_images: Number of images.
-        img_size: Image side length.
-        seed: Base seed.
+        out_dir (str): Dataset root.
+        split (str): Split name.
+        num_images (int): Number of images.
+        img_size (int): Image side length.
+        seed (int): Base seed.
+        variant (str): ``'easy'`` or ``'hard'`` (:mod:`.demo_coco_hard`).
 
     Returns:
-        The COCO dictionary written.
+        Dict[str, Any]: The COCO dictionary written.
     """
-    rng = np.random.default_rng([seed, SPLITS.index(split)])
+    classes, make_image, desc = _variant(variant)
+    rng = np.random.default_rng([seed, SPLITS.index(split)] + ([1] if desc else []))
     img_dir = osp.join(out_dir, 'images', split)
     if osp.isdir(img_dir):
         shutil.rmtree(img_dir)
@@ -221,7 +213,7 @@ def _generate_split(out_dir: str, split: str, num_images: int, img_size: int,
     images: List[Dict[str, Any]] = []
     annotations: List[Dict[str, Any]] = []
     for img_id in range(1, num_images + 1):
-        image, objects = _make_image(rng, img_size)
+        image, objects = make_image(rng, img_size)
         file_name = f'{img_id:06d}.png'
         image.save(osp.join(img_dir, file_name))
         images.append(dict(id=img_id, file_name=file_name, width=img_size,
@@ -234,20 +226,21 @@ def _generate_split(out_dir: str, split: str, num_images: int, img_size: int,
             annotations.append(dict(
                 id=len(annotations) + 1,
                 image_id=img_id,
-                category_id=DEMO_CLASSES.index(name) + 1,
+                category_id=classes.index(name) + 1,
                 segmentation=[flat],
                 area=_polygon_area(flat, img_size, img_size),
                 bbox=[round(x0, 2), round(y0, 2), round(x1 - x0, 2),
                       round(y1 - y0, 2)],
                 iscrowd=0))
     coco = dict(
-        info=dict(description=f'lbc_mmdet synthetic shapes ({split})',
+        info=dict(description=f'lbc_mmdet synthetic shapes{desc and ", " + variant} '
+                              f'({split})',
                   version=str(GENERATOR_VERSION), year=2024),
         licenses=[],
         images=images,
         annotations=annotations,
         categories=[dict(id=i + 1, name=n, supercategory='shape')
-                    for i, n in enumerate(DEMO_CLASSES)])
+                    for i, n in enumerate(classes)])
     ann_file = ann_file_path(out_dir, split)
     os.makedirs(osp.dirname(ann_file), exist_ok=True)
     with open(ann_file, 'w') as f:
@@ -263,11 +256,11 @@ def validate_coco(ann_file: str, img_dir: Optional[str] = None) -> Dict[str, int
     images referenced exist (when ``img_dir`` is given).
 
     Args:
-        ann_file: COCO annotation json.
-        img_dir: Image folder the ``file_name`` entries are relative to.
+        ann_file (str): COCO annotation json.
+        img_dir (str, optional): Image folder the ``file_name`` entries are relative to.
 
     Returns:
-        ``{'images': n, 'annotations': n, 'categories': n}``.
+        Dict[str, int]: ``{'images': n, 'annotations': n, 'categories': n}``.
 
     Raises:
         ValueError: If a check fails.
@@ -314,7 +307,8 @@ def make_demo_coco(out_dir: str,
                    img_size: int = 128,
                    seed: int = 0,
                    force: bool = False,
-                   validate: bool = True) -> Dict[str, Any]:
+                   validate: bool = True,
+                   variant: str = 'easy') -> Dict[str, Any]:
     """Generates (or reuses) the synthetic shapes dataset under ``out_dir``.
 
     Generation is deterministic in ``(num_train, num_val, img_size, seed)``
@@ -322,16 +316,17 @@ def make_demo_coco(out_dir: str,
     exists and its annotation files are present, nothing is rewritten.
 
     Args:
-        out_dir: Dataset root to write.
-        num_train: Number of training images.
-        num_val: Number of validation images.
-        img_size: Side length of the square images (pixels).
-        seed: Random seed.
-        force: Regenerate even when a matching stamp exists.
-        validate: Check the written annotations with pycocotools.
+        out_dir (str): Dataset root to write.
+        num_train (int): Number of training images.
+        num_val (int): Number of validation images.
+        img_size (int): Side length of the square images (pixels).
+        seed (int): Random seed.
+        force (bool): Regenerate even when a matching stamp exists.
+        validate (bool): Check the written annotations with pycocotools.
+        variant (str): ``'easy'`` (the README demo's) or ``'hard'`` (:mod:`.demo_coco_hard`).
 
     Returns:
-        Summary with keys ``out_dir``, ``params``, ``skipped`` (bool),
+        Dict[str, Any]: Summary with keys ``out_dir``, ``params``, ``skipped`` (bool),
         ``ann_files`` (split -> path), ``img_dirs`` (split -> path) and
         ``counts`` (split -> ``{'images', 'annotations', 'categories'}``).
     """
@@ -342,6 +337,8 @@ def make_demo_coco(out_dir: str,
     params = dict(num_train=int(num_train), num_val=int(num_val),
                   img_size=int(img_size), seed=int(seed),
                   version=GENERATOR_VERSION)
+    if _variant(variant)[2]:  # the default's stamp stays as it was
+        params['variant'] = variant
     ann_files = {s: ann_file_path(out_dir, s) for s in SPLITS}
     img_dirs = {s: osp.join(out_dir, 'images', s) for s in SPLITS}
     stamp = _read_stamp(out_dir)
@@ -358,7 +355,7 @@ def make_demo_coco(out_dir: str,
         sizes = dict(train=num_train, val=num_val)
         counts = {}
         for split in SPLITS:
-            coco = _generate_split(out_dir, split, sizes[split], img_size, seed)
+            coco = _generate_split(out_dir, split, sizes[split], img_size, seed, variant)
             counts[split] = dict(images=len(coco['images']),
                                  annotations=len(coco['annotations']),
                                  categories=len(coco['categories']))
@@ -378,17 +375,18 @@ def format_summary(summary: Dict[str, Any],
     """Human-readable summary of :func:`make_demo_coco`'s result.
 
     Args:
-        summary: Return value of :func:`make_demo_coco`.
-        splits: Splits to list.
+        summary (Dict[str, Any]): Return value of :func:`make_demo_coco`.
+        splits (Sequence[str]): Splits to list.
 
     Returns:
-        Multi-line string.
+        str: Multi-line string.
     """
     p = summary['params']
     verb = 'reused (stamp matches)' if summary['skipped'] else 'generated'
+    classes, _, desc = _variant(p.get('variant', 'easy'))
     lines = [f'demo COCO dataset {verb} at {summary["out_dir"]} '
-             f'(img_size={p["img_size"]}, seed={p["seed"]}, '
-             f'classes={", ".join(DEMO_CLASSES)})']
+             f'(img_size={p["img_size"]}, seed={p["seed"]}{desc}, '
+             f'classes={", ".join(classes)})']
     for s in splits:
         c = summary['counts'][s]
         lines.append(f'  {s:5s}: {c["images"]:4d} images, '

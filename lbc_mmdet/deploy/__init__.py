@@ -13,8 +13,10 @@ Command-line tools: ``tools/export.py``, ``tools/verify_nm.py``,
 """
 from .export import (
                      NMExportError,
+                     NonFiniteWeightsError,
                      compare_keys,
                      export_sparse_state_dict,
+                     nonfinite_tensors,
                      strip_sparse_layers,
                      unfinished_layers,
 )
@@ -31,8 +33,9 @@ from .lowering import (
 from .verify import DEFAULT_INCLUDE, VerifyResult, verify_nm
 
 __all__ = [
-    'NMExportError', 'compare_keys', 'export_sparse_state_dict', 'strip_sparse_layers',
-    'unfinished_layers', 'GemmPlan', 'LoweredConv2d', 'im2col', 'lower_convs',
+    'NMExportError', 'NonFiniteWeightsError', 'compare_keys', 'export_sparse_state_dict',
+    'nonfinite_tensors', 'strip_sparse_layers', 'unfinished_layers', 'GemmPlan',
+    'LoweredConv2d', 'im2col', 'lower_convs',
     'plan_layer', 'plan_model', 'semi_structured_constraints', 'semi_structured_support',
     'DEFAULT_INCLUDE', 'VerifyResult', 'verify_nm'
 ]

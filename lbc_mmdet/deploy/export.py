@@ -37,6 +37,10 @@ class NMExportError(LBCError, ValueError):
         self.layers = list(layers)
 
 
+class NonFiniteWeightsError(NMExportError):
+    """The model holds NaN or Inf values (a diverged training), whatever its masks."""
+
+
 def _pattern(layer: NMSparseMixin) -> str:
     return f'{layer.nm_n}:{layer.nm_m}'
 
@@ -67,6 +71,26 @@ def group_stats(weight: torch.Tensor, n: int, m: int) -> Dict[str, Any]:
                 groups=int(num_groups(weight.shape, m)),
                 bad_groups=int((counts > n).sum()),
                 nm_valid=bool((counts <= n).all()))
+
+
+@torch.no_grad()
+def nonfinite_tensors(model: nn.Module) -> List[Tuple[str, int]]:
+    """Non-finite values (NaN, Inf) in what an export keeps of the model's state (the
+    sparse methods' own state, which export drops, may use NaN as a marker).
+
+    Args:
+        model (nn.Module): The model to export.
+
+    Returns:
+        list[tuple[str, int]]: ``(state-dict key, number of non-finite values)`` of every
+        kept parameter or buffer that holds one, in state-dict order.
+    """
+    dropped = {f'{name}.{extra}' if name else extra for name, layer in sparse_layers(model)
+               for extra in layer.nm_extra_state_names}
+    return [(key, int((~torch.isfinite(value)).sum()))
+            for key, value in model.state_dict().items()
+            if key not in dropped and isinstance(value, torch.Tensor)
+            and value.is_floating_point() and not bool(torch.isfinite(value).all())]
 
 
 def unfinished_layers(model: nn.Module) -> List[Tuple[str, str]]:
@@ -109,7 +133,9 @@ def export_sparse_state_dict(model: nn.Module,
         left dense, with ``reason``) and ``dropped_keys``.
 
     Raises:
-        NMExportError: The model has no sparse layer; an eligible layer is not exactly N:M
+        NMExportError: The model has no sparse layer; a parameter or buffer holds NaN or
+            Inf (:class:`NonFiniteWeightsError`, one line naming the first); an eligible layer
+            is not exactly N:M
             (e.g. an LBC layer with candidates still alive: training did not reach the end
             of the sparsity schedule); or a sparse layer holds state that its method does
             not declare in ``nm_extra_state_names`` (it would not load into the dense
@@ -120,6 +146,14 @@ def export_sparse_state_dict(model: nn.Module,
         raise NMExportError(
             'the model has no N:M sparse layer: build it from the sparse config it was '
             'trained with (conv_cfg=dict(type=...Conv2d) or type=NMSparsify)')
+    nonfinite = nonfinite_tensors(model)
+    if nonfinite:  # checked first: NaN * 0 is NaN, so no mask folds it away
+        key, count = nonfinite[0]
+        more = f' (and {len(nonfinite) - 1} more tensors)' if len(nonfinite) > 1 else ''
+        raise NonFiniteWeightsError(
+            f'refusing to export: non-finite weights: {key} holds {count} NaN/Inf '
+            f'value(s){more}; training diverged: export a checkpoint from before it',
+            [k.rsplit('.', 1)[0] for k, _ in nonfinite])
     unfinished = unfinished_layers(model)
     if unfinished:
         names = [n for n, _ in unfinished]
@@ -176,7 +210,7 @@ def export_sparse_state_dict(model: nn.Module,
             '`nm_extra_state_names` (it would not load into the dense model):\n  ' +
             '\n  '.join(undeclared[:max_names]), undeclared_names)
     invalid = [e['name'] for e in entries if not e['nm_valid']]
-    if invalid:  # cannot happen when nm_is_exact() holds; a protocol violation
+    if invalid:  # cannot happen with finite weights and exact masks: a protocol violation
         raise NMExportError(
             f'refusing to export: the folded weights of {invalid[:max_names]} are not '
             'N:M although their masks are exact', invalid)

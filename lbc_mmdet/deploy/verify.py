@@ -37,10 +37,11 @@ class LayerCheck:
     max_nonzero: int
     nonzero: int
     numel: int
+    nonfinite: int = 0  # NaN / Inf values (they count as non-zeros)
 
     @property
     def ok(self) -> bool:
-        return self.bad_groups == 0
+        return self.bad_groups == 0 and self.nonfinite == 0
 
     @property
     def sparsity(self) -> float:
@@ -98,7 +99,8 @@ class VerifyResult:
                          'non-zeros):')
             for c in bad[:max_list]:
                 lines.append(f'  {c.key} {tuple(c.shape)}: {c.bad_groups} of {c.groups} '
-                             f'groups bad (max {c.max_nonzero} non-zeros in a group)')
+                             f'groups bad (max {c.max_nonzero} non-zeros in a group)' +
+                             (f', {c.nonfinite} non-finite values' if c.nonfinite else ''))
             if len(bad) > max_list:
                 lines.append(f'  ... and {len(bad) - max_list} more')
         if self.skipped:
@@ -130,7 +132,8 @@ def check_weight(key: str, weight: torch.Tensor, n: int, m: int) -> LayerCheck:
     return LayerCheck(key=key, shape=list(weight.shape), groups=int(counts.numel()),
                       bad_groups=int((counts > n).sum()),
                       max_nonzero=int(counts.max()) if counts.numel() else 0,
-                      nonzero=int(counts.sum()), numel=int(weight.numel()))
+                      nonzero=int(counts.sum()), numel=int(weight.numel()),
+                      nonfinite=int((~torch.isfinite(weight)).sum()))
 
 
 def verify_nm(state_dict: Dict[str, Any],
@@ -172,6 +175,10 @@ def verify_nm(state_dict: Dict[str, Any],
             continue
         result.checked.append(check_weight(key, value, n, m))
     suffixes = tuple('.' + name for name in all_state_names())
+    nonfinite = [c.key for c in result.checked if c.nonfinite]
+    if nonfinite:
+        result.hints.append(f'{len(nonfinite)} checked weights hold non-finite values '
+                            f'(NaN/Inf), e.g. {nonfinite[0]!r}: training diverged')
     training_state = [k for k in state_dict if suffixes and k.endswith(suffixes)]
     if training_state and not result.ok:
         result.hints.append(

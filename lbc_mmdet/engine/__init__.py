@@ -5,8 +5,6 @@ from .checkpoint import (
                          CorruptCheckpointError,
                          UnsafeCheckpointError,
                          allow_unsafe_load,
-                         atomic_torch_save,
-                         atomic_write,
                          install_safe_checkpoints,
                          uninstall_safe_checkpoints,
 )
@@ -30,7 +28,7 @@ from .validate import SparsityConfigError, validate_sparsity_cfg
 
 __all__ = [
     'CorruptCheckpointError', 'UnsafeCheckpointError', 'allow_unsafe_load',
-    'atomic_torch_save', 'atomic_write', 'install_safe_checkpoints',
+    'install_safe_checkpoints',
     'uninstall_safe_checkpoints', 'ConfigError', 'ConfigNotFoundError', 'load_config',
     'readable_config_errors', 'resolve_config_path', 'CPUDistributedDataParallel',
     'setup_cpu_distributed', 'DatasetNotFoundError', 'check_dataset_paths',

@@ -21,17 +21,16 @@ import os
 import os.path as osp
 import pickle
 import re
-import tempfile
 import zipfile
 from collections import OrderedDict
-from typing import Any, Dict, Union
+from typing import Any, Dict
 
 import torch
 from mmengine.fileio.backends import LocalBackend
 from mmengine.logging import HistoryBuffer, print_log
 
 from ..errors import LBCError
-from ..utils import to_plain
+from ..utils import atomic_write, to_plain
 
 #: Environment variable that opts in to unsafe (full pickle) loading.
 UNSAFE_LOAD_ENV = 'LBC_MMDET_ALLOW_UNSAFE_LOAD'
@@ -49,38 +48,7 @@ class CorruptCheckpointError(LBCError, RuntimeError):
 
 
 # --------------------------------------------------------------------------- atomic files
-def atomic_write(path: Union[str, os.PathLike], data: Union[bytes, str],
-                 encoding: str = 'utf-8') -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed
-    into place once complete (``os.replace``): readers see the old file or the new one,
-    never a partial one. The folder is created if needed."""
-    path = os.fspath(path)
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode(encoding)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp',
-                               dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_torch_save(obj: Any, path: Union[str, os.PathLike]) -> None:
-    """``torch.save(obj, path)`` through :func:`atomic_write`."""
-    import io
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write(path, buf.getvalue())
-
-
+# (the atomic writes themselves: :mod:`lbc_mmdet.utils.io`)
 class AtomicLocalBackend(LocalBackend):
     """MMEngine's local file backend whose writes are atomic (:func:`atomic_write`)."""
 

@@ -32,10 +32,10 @@ def resolve_config_path(path: str) -> str:
     (the same syntax as ``_base_`` entries).
 
     Args:
-        path: Local path or ``scope::relative/path.py``.
+        path (str): Local path or ``scope::relative/path.py``.
 
     Returns:
-        A path that ``Config.fromfile`` can read.
+        str: A path that ``Config.fromfile`` can read.
 
     Raises:
         FileNotFoundError: If no such config exists.

@@ -98,11 +98,11 @@ def find_missing_dataset_paths(cfg: Mapping,
     """Lists the dataset files/folders of ``phase`` that do not exist.
 
     Args:
-        cfg: The full config (``mmengine.Config`` or a mapping).
-        phase: ``'train'`` (train + val data), ``'val'`` or ``'test'``.
+        cfg (Mapping): The full config (``mmengine.Config`` or a mapping).
+        phase (str): ``'train'`` (train + val data), ``'val'`` or ``'test'``.
 
     Returns:
-        ``(config location, path)`` pairs, e.g.
+        List[Tuple[str, str]]: ``(config location, path)`` pairs, e.g.
         ``('train_dataloader.dataset.ann_file',
         'data/demo_coco/annotations/instances_train.json')``; empty when all
         exist. Remote paths (URIs, ``backend_args``) are not checked.
@@ -129,11 +129,11 @@ def format_missing_message(missing: Sequence[Tuple[str, str]],
     """Explains which dataset paths are missing and how to get them.
 
     Args:
-        missing: Output of :func:`find_missing_dataset_paths`.
-        config_name: Config file, for the message.
+        missing (Sequence[Tuple[str, str]]): Output of :func:`find_missing_dataset_paths`.
+        config_name (str, optional): Config file, for the message.
 
     Returns:
-        A multi-line message.
+        str: A multi-line message.
     """
     cfg_part = f' of config {config_name}' if config_name else ''
     lines = [f'Dataset files{cfg_part} not found '
@@ -155,8 +155,8 @@ def check_dataset_paths(cfg: Mapping, phase: str = 'train') -> None:
     """Raises a readable error when the dataset files of ``phase`` are missing.
 
     Args:
-        cfg: The full config (``mmengine.Config`` or a mapping).
-        phase: ``'train'`` (train + val data), ``'val'`` or ``'test'``.
+        cfg (Mapping): The full config (``mmengine.Config`` or a mapping).
+        phase (str): ``'train'`` (train + val data), ``'val'`` or ``'test'``.
 
     Raises:
         DatasetNotFoundError: Naming every missing path and how to fix it.

@@ -15,7 +15,6 @@ Errors are :class:`SparsityConfigError` (a ``ValueError``) whose message starts 
 config path of the offending field, e.g. ``model.backbone.conv_cfg.n``.
 """
 import inspect
-import types
 from typing import Any, Dict, List, Tuple
 
 from ..errors import LBCError, PatternError
@@ -50,9 +49,9 @@ def _check_layer(cls: type, opts: Dict[str, Any], where: str) -> None:
         validate_pattern(n, m)
     except PatternError as err:
         raise SparsityConfigError(f'{where}.{err.field}: {err}') from None
-    method_opts = cls._nm_split_kwargs(opts)
     try:
-        cls._nm_configure(_Scratch(cls), **method_opts)
+        method_opts = cls._nm_split_kwargs(opts)
+        cls.nm_validate_options(**method_opts)
     except ValueError as err:
         raise SparsityConfigError(f'{where}: {err}') from None
     except TypeError as err:
@@ -63,26 +62,10 @@ def _check_layer(cls: type, opts: Dict[str, Any], where: str) -> None:
             allowed |= set(inspect.signature(base.__init__).parameters)
     unknown = sorted(set(opts) - allowed)
     if unknown:
-        known = sorted(inspect.signature(cls._nm_configure).parameters.keys() - {'self'})
+        known = sorted(cls.nm_option_names())
         raise SparsityConfigError(
             f'{where}: unknown option(s) {unknown} for {cls.__name__} (its options: n, m'
             + (', ' + ', '.join(known) if known else '') + ')')
-
-
-class _Scratch:
-    """Stand-in ``self`` for a method's ``_nm_configure`` (no layer is built): it stores
-    what the method sets and reads the class's attributes and methods (constants such as
-    the allowed values of an option, helpers), bound to itself."""
-
-    def __init__(self, cls: type) -> None:
-        object.__setattr__(self, '_cls', cls)
-
-    def __getattr__(self, name: str) -> Any:
-        static = inspect.getattr_static(self._cls, name)
-        value = getattr(self._cls, name)
-        if inspect.isfunction(static):  # a plain method: bound to the stand-in
-            return types.MethodType(value, self)
-        return value
 
 
 def _walk(node: Any, path: str, out: List[Tuple[str, dict]]) -> None:

@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..cli._common import ToolError, add_debug_arg, run_tool
+from ..cli._common import ToolError, add_debug_arg, parse_size, run_tool
 from ..deploy.backends import (
     BACKENDS,
     GEMM_ORDERS,
@@ -170,14 +170,6 @@ def run_all(cfg: CheckConfig, log: Callable[[str], None] = print) -> Dict:
     return out
 
 
-def _size(text: str) -> Tuple[int, int]:
-    h, _, w = text.lower().partition('x')
-    try:
-        return int(h), int(w or h)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'bad input size {text!r} (use H or HxW)')
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='bash tools/gpu_check.sh', description='On a CUDA GPU with compute '
@@ -194,7 +186,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--gemm-order', choices=('auto', ) + GEMM_ORDERS, default='auto')
     parser.add_argument('--no-tune', action='store_true',
                         help="do not tune cuSPARSELt's algorithm in part d")
-    parser.add_argument('--input-size', type=_size, default=(800, 1333), metavar='HxW')
+    parser.add_argument('--input-size', type=parse_size, default=(800, 1333), metavar='HxW')
     parser.add_argument('--batch-size', type=int, nargs='+', default=[1, 8])
     parser.add_argument('--train-steps', type=int, default=30)
     parser.add_argument('--warmup', type=int, default=10)

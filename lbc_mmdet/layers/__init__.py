@@ -20,12 +20,14 @@ from .base import (
 from .registry import (
     DENSE,
     NMMethod,
+    RegistrationError,
     all_state_names,
     display_name,
     get_method,
     layer_class,
     method_names,
     plot_style,
+    register_method,
     register_nm_layer,
     register_variant,
     sparse_layer_types,
@@ -39,7 +41,7 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
 __all__ = [
     'DENSE_DENSITIES', 'NMScheduleState', 'NMSparseConv2d', 'NMSparseLinear',
     'NMSparseMixin', 'set_nm_grad_scale', 'sparse_layers', 'DENSE', 'NMMethod',
-    'all_state_names', 'display_name', 'get_method', 'layer_class', 'method_names',
-    'plot_style', 'register_nm_layer', 'register_variant', 'sparse_layer_types',
-    'unregister_method'
+    'RegistrationError', 'all_state_names', 'display_name', 'get_method', 'layer_class',
+    'method_names', 'plot_style', 'register_method', 'register_nm_layer', 'register_variant',
+    'sparse_layer_types', 'unregister_method'
 ]

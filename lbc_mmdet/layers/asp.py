@@ -30,14 +30,14 @@ import torch
 from ..errors import CheckpointMismatchError
 from ..nm import from_groups, to_groups, topn_magnitude_mask
 from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear, NMSparseMixin
-from .registry import register_nm_layer
+from .registry import register_method, register_nm_layer
+
+register_method('asp', display_name='ASP', plot_style=('^', 'tab:green'))
 
 
 class ASPMixin(NMSparseMixin):
     """The ASP method; combine with :class:`NMSparseConv2d` / :class:`NMSparseLinear`."""
     nm_method = 'asp'
-    nm_display_name = 'ASP'
-    nm_plot_style = ('^', 'tab:green')
     nm_extra_state_names: Tuple[str, ...] = ('mask', 'pruned')
 
     def _nm_init_state(self) -> None:

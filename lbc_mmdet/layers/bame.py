@@ -15,7 +15,7 @@ Confirmed by the abstract / summaries:
 - two parts run iteratively: Loss-aware Mask Adaptation (LMA) and Oscillation-aware Block
   Freezing (OBF); the mask changes only every ``T`` iterations inside ``[ti, tf)``.
 
-Reconstructed (every choice is an option of :meth:`BAMEMixin._nm_configure`, defaults in
+Reconstructed (every choice is an option of :meth:`BAMEMixin.nm_validate_options`, defaults in
 brackets):
 
 - the mask starts as the top-N ``|w|`` of every group;
@@ -86,7 +86,7 @@ from ..nm import (
     topn_magnitude_mask,
 )
 from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear, NMSparseMixin
-from .registry import register_nm_layer
+from .registry import register_method, register_nm_layer
 
 
 class _BAMEMaskedWeight(torch.autograd.Function):
@@ -116,22 +116,24 @@ def _number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
+register_method('bame', display_name='BAME', plot_style=('D', 'tab:purple'))
+
+
 class BAMEMixin(NMSparseMixin):
     """The BAME method; combine with :class:`NMSparseConv2d` / :class:`NMSparseLinear`."""
     nm_method = 'bame'
-    nm_display_name = 'BAME'
-    nm_plot_style = ('D', 'tab:purple')
     nm_extra_state_names: Tuple[str, ...] = ('mask', 'designated', 'frozen', 'code',
                                              'prev_code', 'n_obs', 'osc_count',
                                              'gain_est', 'grad_acc', 'last_update',
                                              'initialized')
 
-    def _nm_configure(self,
-                      interval: int = 100,
-                      criterion: str = 'taylor',
-                      freeze_min_obs: int = 3,
-                      tau: float = 0.5,
-                      rho0: float = 0.5) -> None:
+    @classmethod
+    def nm_validate_options(cls,
+                            interval: int = 100,
+                            criterion: str = 'taylor',
+                            freeze_min_obs: int = 3,
+                            tau: float = 0.5,
+                            rho0: float = 0.5) -> dict:
         """BAME's options (see the module docstring).
 
         Args:
@@ -143,6 +145,9 @@ class BAMEMixin(NMSparseMixin):
             tau (float): Oscillation frequency at or above which OBF freezes a block
                 (values above 1 disable freezing). Defaults to 0.5.
             rho0 (float): Designated fraction at ``ti``, in ``(0, 1]``. Defaults to 0.5.
+
+        Returns:
+            dict: The five options (``tau`` and ``rho0`` as floats).
         """
         if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
             raise ValueError(f'BAME: `interval` must be a positive integer (iterations), '
@@ -159,11 +164,8 @@ class BAMEMixin(NMSparseMixin):
                              f'frequency; > 1 disables freezing), got {tau!r}')
         if not _number(rho0) or not 0 < rho0 <= 1:
             raise ValueError(f'BAME: `rho0` must be a number in (0, 1], got {rho0!r}')
-        self.interval = interval
-        self.criterion = criterion
-        self.freeze_min_obs = freeze_min_obs
-        self.tau = float(tau)
-        self.rho0 = float(rho0)
+        return dict(interval=interval, criterion=criterion, freeze_min_obs=freeze_min_obs,
+                    tau=float(tau), rho0=float(rho0))
 
     def _nm_init_state(self) -> None:
         m, n = self.nm_m, self.nm_n

@@ -10,7 +10,7 @@ dense checkpoint. See ``docs/adding_a_method.md``.
 """
 import inspect
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..errors import CheckpointMismatchError
 from ..nm import group_size_error, num_groups, to_groups, validate_pattern
+from .registry import display_name
 
 #: Per-pass densities of a dense layer (see :meth:`NMSparseMixin.nm_train_densities`).
 DENSE_DENSITIES: Dict[str, float] = dict(forward=1.0, input_grad=1.0, weight_grad=1.0)
@@ -43,17 +44,17 @@ class NMScheduleState:
 class NMSparseMixin:
     """State and protocol shared by the sparse layers of every method.
 
-    A method's mixin sets ``nm_method`` (its registry key), ``nm_display_name``,
-    ``nm_plot_style`` and ``nm_extra_state_names`` (its own parameters and buffers: they
-    travel in checkpoints, are shape-checked on load and dropped on export) and
+    A method's mixin sets ``nm_method`` (its registry key, declared with its display
+    name and plot style by ``register_method`` in the method's file) and
+    ``nm_extra_state_names`` (its own parameters and buffers: they travel in checkpoints,
+    are shape-checked on load, copied into an EMA model and dropped on export) and
     implements ``_nm_init_state``, ``_nm_mask`` and, where it differs from the defaults,
-    ``_nm_configure``, ``_nm_forward_weight``, ``_nm_update``, ``_nm_densities``,
-    ``_nm_stats``, ``_nm_check_loaded`` and ``nm_warnings``. The ``_nm_*`` hooks are
-    only called on eligible layers.
+    the classmethod ``nm_validate_options`` (its options), ``_nm_forward_weight``,
+    ``_nm_update``, ``_nm_densities``, ``_nm_stats``, ``_nm_diagnostics``,
+    ``_nm_check_loaded`` and ``nm_warnings``. The ``_nm_*`` hooks are only called on
+    eligible layers.
     """
     nm_method: str = ''
-    nm_display_name: str = ''
-    nm_plot_style: Tuple[str, str] = ('x', 'gray')
     nm_extra_state_names: Tuple[str, ...] = ()
     #: How many times larger the gradient reaching this layer's backward is than the
     #: iteration's true gradient: the AMP loss scale divided by the gradient-accumulation
@@ -66,7 +67,8 @@ class NMSparseMixin:
 
     def _nm_setup(self, n: int, m: int, **method_kwargs) -> None:
         validate_pattern(n, m)
-        self._nm_configure(**method_kwargs)
+        for name, value in self.nm_validate_options(**method_kwargs).items():
+            setattr(self, name, value)
         self.nm_n = n
         self.nm_m = m
         self.nm_skip_reason: Optional[str] = group_size_error(
@@ -76,10 +78,28 @@ class NMSparseMixin:
         self.nm_init_from_dense = False
         if self.nm_eligible:
             self._nm_init_state()
+            # the mask at the previous nm_diagnostics() call (flip rate): a plain
+            # attribute, not a buffer (MMEngine's EMA pairs buffers by position)
+            self._nm_diag_mask: Optional[torch.Tensor] = None
 
     # ------------------------------------------------------------ method hooks
-    def _nm_configure(self) -> None:
-        """Validate and store the method's own options (its keyword arguments)."""
+    @classmethod
+    def nm_validate_options(cls) -> Dict[str, Any]:
+        """Validate the method's own options and return what the layer stores.
+
+        A method overrides it with its options as keyword parameters with defaults: the
+        signature *is* the list of options (``conv_cfg=dict(type=..., n=2, m=4,
+        every=2)`` passes ``every`` here). The layer's constructor sets the returned
+        items as its attributes; the config check (``validate_sparsity_cfg``) calls it
+        before anything is built. It sees the class (its constants), never a layer.
+
+        Returns:
+            dict: Attribute name -> value, set on the layer (default: nothing).
+
+        Raises:
+            ValueError: An option is invalid (the message says what to change).
+        """
+        return {}
 
     def _nm_init_state(self) -> None:
         """Create the method's parameters and buffers."""
@@ -105,6 +125,13 @@ class NMSparseMixin:
     def _nm_stats(self) -> Dict[str, float]:
         """The method's own statistics (plain numbers), logged as their mean over the
         layers."""
+        return {}
+
+    def _nm_diagnostics(self, mask: torch.Tensor, start: bool) -> Dict[str, float]:
+        """The method's own mask-health values (plain numbers) for
+        :meth:`nm_diagnostics`; ``mask`` is the current mask (bool, weight-shaped),
+        ``start`` True at the start of a run (:meth:`nm_diagnostics_start`). Default:
+        none."""
         return {}
 
     def _nm_check_loaded(self, state_dict: dict, prefix: str) -> None:
@@ -138,11 +165,22 @@ class NMSparseMixin:
         return num_groups(self.weight.shape, self.nm_m)
 
     @classmethod
+    def nm_option_names(cls) -> Tuple[str, ...]:
+        """The method's options (the parameters of :meth:`nm_validate_options`); a
+        ``TypeError`` when the method still defines the former ``_nm_configure``."""
+        if hasattr(cls, '_nm_configure'):
+            raise TypeError(f'{cls.__name__}: `_nm_configure(self, ...)` is gone: validate '
+                            'the options in the classmethod `nm_validate_options(cls, '
+                            '**options) -> dict` (docs/adding_a_method.md)')
+        params = inspect.signature(cls.nm_validate_options).parameters.values()
+        return tuple(p.name for p in params
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+    @classmethod
     def _nm_split_kwargs(cls, kwargs: dict) -> dict:
-        """Pop the method's options (the parameters of ``_nm_configure``) from
-        ``kwargs``."""
-        names = inspect.signature(cls._nm_configure).parameters
-        return {k: kwargs.pop(k) for k in list(kwargs) if k in names and k != 'self'}
+        """Pop the method's options (:meth:`nm_option_names`) from ``kwargs``."""
+        names = cls.nm_option_names()
+        return {k: kwargs.pop(k) for k in list(kwargs) if k in names}
 
     def nm_mask(self) -> torch.Tensor:
         """The current mask, shaped like ``weight`` (ones for ineligible layers)."""
@@ -176,6 +214,18 @@ class NMSparseMixin:
         iteration); True when the mask changed."""
         return bool(self._nm_update(state)) if self.nm_eligible else False
 
+    def nm_calibration_needs(self) -> Optional[str]:
+        """What the layer still needs from calibration data (``CalibrationHook``): None,
+        ``'norms'`` or ``'hessian'`` (:class:`~lbc_mmdet.nm.InputStatistics`); method
+        hook ``_nm_calibration_needs`` (default None)."""
+        need = getattr(self, '_nm_calibration_needs', None)
+        return need() if self.nm_eligible and need is not None else None
+
+    def nm_calibrate(self, stats) -> bool:
+        """Use the input statistics asked for (method hook ``_nm_calibrate``); True when
+        the mask changed."""
+        return bool(self._nm_calibrate(stats)) if self.nm_eligible else False
+
     @torch.no_grad()
     def nm_train_densities(self) -> Dict[str, float]:
         """Fractions of the dense layer's multiply-adds each pass of a training step
@@ -202,6 +252,33 @@ class NMSparseMixin:
         stats.update(self._nm_stats())
         return stats
 
+    @torch.no_grad()
+    def nm_diagnostics(self, start: bool = False) -> Dict[str, float]:
+        """Mask-health values of the layer (``docs/methods.md``, "Mask diagnostics"):
+        ``flip_rate``, the fraction of its weights whose mask bit changed since the
+        previous call (0 on the first call, and with ``start``), and the method's own
+        values (``_nm_diagnostics``). Empty for an ineligible layer. Costs one mask and
+        keeps a bool copy of it."""
+        if not self.nm_eligible:
+            return {}
+        mask = self.nm_mask().detach() != 0
+        prev = self._nm_diag_mask
+        if start or prev is None or prev.shape != mask.shape:
+            flip = 0.0
+        else:
+            flip = float((mask != prev.to(mask.device)).count_nonzero()) / max(
+                mask.numel(), 1)
+        self._nm_diag_mask = mask
+        out = dict(flip_rate=flip)
+        out.update(self._nm_diagnostics(mask, start))
+        return out
+
+    def nm_diagnostics_start(self) -> Dict[str, float]:
+        """:meth:`nm_diagnostics` at the start of a run (``NMSparsityHook.before_train``):
+        the current mask becomes the reference of the next flip rate and of the methods'
+        distances to the start."""
+        return self.nm_diagnostics(start=True)
+
     def nm_state_tensors(self) -> Dict[str, torch.Tensor]:
         """The method's own parameters and buffers that travel in checkpoints."""
         out = {}
@@ -211,6 +288,21 @@ class NMSparseMixin:
                     self, '_non_persistent_buffers_set', ()):
                 out[name] = value
         return out
+
+    @torch.no_grad()
+    def nm_copy_state_to(self, other: 'NMSparseMixin') -> None:
+        """Copy this layer's method buffers (its mask state) into ``other``, the same
+        layer of an averaged (EMA) model (``NMSparsityHook`` keeps the EMA's masks equal
+        to the live ones: MMEngine averages only floating-point state). Parameters are
+        left to the averaging."""
+        if not (self.nm_eligible and getattr(other, 'nm_eligible', False)):
+            return
+        mine = dict(self.named_buffers(recurse=False))  # type: ignore[attr-defined]
+        theirs = dict(other.named_buffers(recurse=False))  # type: ignore[attr-defined]
+        for name in self.nm_extra_state_names:
+            src, dst = mine.get(name), theirs.get(name)
+            if src is not None and dst is not None:
+                dst.copy_(src.to(dst.device))
 
     def extra_repr(self) -> str:  # type: ignore[override]
         base = super().extra_repr()  # type: ignore[misc]
@@ -228,7 +320,7 @@ class NMSparseMixin:
             if isinstance(saved, torch.Tensor) and tuple(saved.shape) != tuple(mine.shape):
                 raise CheckpointMismatchError(
                     f'{prefix}{name}: the checkpoint holds shape {tuple(saved.shape)} but '
-                    f'this {self.nm_n}:{self.nm_m} {self.nm_display_name or self.nm_method}'
+                    f'this {self.nm_n}:{self.nm_m} {display_name(self.nm_method)}'
                     f' layer has {tuple(mine.shape)}: the checkpoint was trained with '
                     'another N:M pattern or model.')
         if present:

@@ -20,7 +20,7 @@ Decisions beyond the paper:
   candidate) instead of by its untrained, tied scores.
 """
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -35,7 +35,7 @@ from ..nm import (
     to_groups,
 )
 from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear, NMSparseMixin
-from .registry import register_nm_layer
+from .registry import register_method, register_nm_layer
 
 
 class _LBCMaskedWeight(torch.autograd.Function):
@@ -60,15 +60,17 @@ class _LBCMaskedWeight(torch.autograd.Function):
         return grad_weight, grad_scores, None, None, None, None
 
 
+register_method('lbc', display_name='LBC', plot_style=('o', 'tab:red'))
+
+
 class LBCMixin(NMSparseMixin):
     """The LBC method; combine with :class:`NMSparseConv2d` / :class:`NMSparseLinear`."""
     nm_method = 'lbc'
-    nm_display_name = 'LBC'
-    nm_plot_style = ('o', 'tab:red')
     nm_extra_state_names: Tuple[str, ...] = ('scores', 'alive')
     SCORE_INITS = ('uniform', 'magnitude')
 
-    def _nm_configure(self, score_init: str = 'uniform') -> None:
+    @classmethod
+    def nm_validate_options(cls, score_init: str = 'uniform') -> dict:
         """LBC's options.
 
         Args:
@@ -78,11 +80,14 @@ class LBCMixin(NMSparseMixin):
                 group's weight magnitude, so that a layer starting from trained dense
                 weights removes its smallest candidates first. Defaults to
                 ``'uniform'``.
+
+        Returns:
+            dict: ``score_init``.
         """
-        if score_init not in self.SCORE_INITS:
-            raise ValueError(f'LBC: `score_init` must be one of {self.SCORE_INITS}, got '
+        if score_init not in cls.SCORE_INITS:
+            raise ValueError(f'LBC: `score_init` must be one of {cls.SCORE_INITS}, got '
                              f'{score_init!r}')
-        self.score_init = score_init
+        return dict(score_init=score_init)
 
     @torch.no_grad()
     def init_scores_from_magnitude(self) -> None:
@@ -218,6 +223,21 @@ class LBCMixin(NMSparseMixin):
     # ----------------------------------------------------------------- protocol
     def _nm_stats(self) -> Dict[str, float]:
         return dict(alive_mean=float(self.num_candidates - self.num_removed))
+
+    @torch.no_grad()
+    def score_margin(self) -> Optional[float]:
+        """Mean over the groups of the gap between the best and the second-best alive
+        candidate in :meth:`candidate_ranking` (the learned scores); None once a single
+        candidate is left (no second best)."""
+        if self.num_candidates - self.num_removed < 2:
+            return None
+        ranking = torch.where(self.alive, self.candidate_ranking(), float('-inf'))
+        top2 = ranking.topk(2, dim=1).values  # [G, 2]
+        return float((top2[:, 0] - top2[:, 1]).mean())
+
+    def _nm_diagnostics(self, mask: torch.Tensor, start: bool) -> Dict[str, float]:
+        margin = self.score_margin()
+        return {} if margin is None else dict(score_margin=margin)
 
     @classmethod
     def _alive_union(cls, n: int, m: int, t: float, ti: float,

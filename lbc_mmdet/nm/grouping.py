@@ -14,7 +14,7 @@ def group_size_error(shape: Sequence[int], m: int, groups: int = 1) -> Optional[
     """Why a weight of ``shape`` cannot be grouped by ``m``, or None if it can.
 
     Args:
-        shape: The weight's shape, ``[O, I]`` or ``[O, I/groups, kh, kw]``.
+        shape (Sequence[int]): The weight's shape, ``[O, I]`` or ``[O, I/groups, kh, kw]``.
         m (int): Group size.
         groups (int): Convolution groups (the input channels per group are ``shape[1]``).
     """

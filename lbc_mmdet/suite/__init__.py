@@ -7,10 +7,8 @@ collects what one training wrote, :mod:`.report` aggregates the seeds and writes
 tables.
 """
 from .report import (
-                     Difference,
                      Row,
                      Stat,
-                     difference,
                      format_markdown,
                      group_rows,
                      plot_results,
@@ -39,7 +37,7 @@ from .spec import (
 )
 
 __all__ = [
-    'Difference', 'Row', 'Stat', 'difference', 'format_markdown', 'group_rows',
+    'Row', 'Stat', 'format_markdown', 'group_rows',
     'plot_results', 'table_rows', 'write_csv', 'RunResult', 'collect_metrics',
     'collect_run', 'load_train_flops', 'read_result', 'write_result', 'LAUNCHERS', 'Job',
     'SuiteRunner', 'train_command', 'PROTOCOLS', 'Pretrain', 'Suite', 'SuiteError',

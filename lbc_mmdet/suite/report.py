@@ -1,11 +1,15 @@
 """A suite's results laid out like the paper's Tables 2 and 3, over seeds: ``results.md``
-(mean ± standard deviation, n, the difference to the baseline and whether it is within
-noise, the paper's COCO figure beside), ``results.csv`` (every seed) and ``results.png``
-(mAP against training FLOPs, with error bars).
+(mean ± standard deviation, n; the paired difference to the baseline with its 95 % t
+interval and verdict; the bootstrap half-width over validation images; the paper's COCO
+figure beside; the suite's minimal detectable difference; the pairing check),
+``results.csv`` (every seed, with its bootstrap interval and its row's paired interval) and
+``results.png`` (mAP against training FLOPs, error bars: the intervals).
 
-A difference to the baseline is *within noise* when it is smaller than twice its standard
-error, ``sqrt(s_a^2 / n_a + s_b^2 / n_b)``; with fewer than two seeds on either side no
-ranking is claimed at all.
+The statistics (:mod:`.intervals`, :mod:`lbc_mmdet.utils.stats`): a row's difference to the
+baseline is the mean over the shared seeds of ``row_s - baseline_s`` (the rows of one seed
+see the same data: :mod:`.pairing`), its interval the Student t interval with ``n - 1``
+degrees of freedom, and the verdict -- "better", "worse" or "no difference shown" -- comes
+only from whether that interval excludes 0. With one seed no interval and no verdict.
 """
 import csv
 import math
@@ -15,6 +19,10 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..layers import display_name, plot_style
+from ..utils import atomic_write
+from . import intervals as iv
+from .mask_figure import mask_evolution_section
+from .pairing import check_pairing, format_pairing, unpaired
 from .results import RunResult
 
 #: The metrics a table shows (as mmdet names them, fractions in [0, 1]).
@@ -23,9 +31,11 @@ TABLE_METRICS = ('bbox_mAP', 'segm_mAP')
 CSV_COLUMNS = ('label', 'seed', 'model', 'method', 'pattern', 'status', 'bbox_mAP',
                'bbox_mAP_50', 'bbox_mAP_75', 'segm_mAP', 'segm_mAP_50', 'segm_mAP_75',
                'paper_flops_ratio', 'flops_ratio', 'backbone_flops_ratio', 'iterations',
-               'wall_time_s', 'train_time_s', 'config', 'work_dir')
-#: A difference is within noise below this many standard errors.
-NOISE_SE = 2.0
+               'wall_time_s', 'train_time_s', 'config', 'work_dir',
+               'bbox_mAP_boot_low', 'bbox_mAP_boot_high', 'segm_mAP_boot_low',
+               'segm_mAP_boot_high', 'bbox_mAP_diff', 'bbox_mAP_diff_low',
+               'bbox_mAP_diff_high', 'bbox_mAP_verdict', 'segm_mAP_diff',
+               'segm_mAP_diff_low', 'segm_mAP_diff_high', 'segm_mAP_verdict')
 
 
 # --------------------------------------------------------------------------- numbers
@@ -78,36 +88,6 @@ class Stat:
         return f'{mean} ± {scale * self.std:.{digits}f} (n={self.n})'
 
 
-@dataclass
-class Difference:
-    """``a - b`` of two :class:`Stat`, its standard error and whether it is noise."""
-    diff: float
-    se: Optional[float]
-
-    @property
-    def within_noise(self) -> Optional[bool]:
-        """True within ``NOISE_SE`` standard errors; None when not decidable."""
-        if self.se is None:
-            return None
-        return abs(self.diff) < NOISE_SE * self.se
-
-    def format(self, scale: float = 100.0) -> str:
-        text = f'{scale * self.diff:+.1f}'
-        if self.within_noise is None:
-            return f'{text} (one seed: no ranking)'
-        return f'{text} (within noise)' if self.within_noise else text
-
-
-def difference(a: Optional[Stat], b: Optional[Stat]) -> Optional[Difference]:
-    """``a - b`` with the standard error of the difference of the means (None without
-    both, or when either has a single value)."""
-    if a is None or b is None:
-        return None
-    if a.std is None or b.std is None:
-        return Difference(a.mean - b.mean, None)
-    return Difference(a.mean - b.mean, math.sqrt(a.std**2 / a.n + b.std**2 / b.n))
-
-
 # --------------------------------------------------------------------------- rows
 @dataclass
 class Row:
@@ -158,20 +138,26 @@ def has_masks(rows: Sequence[Row]) -> bool:
     return any(row.stat('segm_mAP') is not None for row in rows)
 
 
-def table_rows(rows: Sequence[Row], baseline: Optional[str] = None) -> List[List[str]]:
-    """Header and rows of one model's table (see the module docstring)."""
+def table_rows(rows: Sequence[Row], baseline: Optional[str] = None,
+               unpaired_seeds: Optional[Dict[str, list]] = None) -> List[List[str]]:
+    """Header and rows of one model's table (see the module docstring); ``unpaired_seeds``:
+    label -> seeds at which the pairing check failed (the difference is marked ``†``)."""
     masks = has_masks(rows)
     metrics = TABLE_METRICS if masks else TABLE_METRICS[:1]
     names = dict(bbox_mAP='Box mAP' if masks else 'mAP', segm_mAP='Mask mAP')
     header = ['Model', 'Method', 'N:M Pattern', 'FLOPs (Train)']
     for m in metrics:
-        header += [names[m], f'Δ {names[m]} vs {baseline or "baseline"}',
-                   f'{names[m]}, paper (COCO)']
+        header += [names[m], f'Δ {names[m]} vs {baseline or "baseline"} [95 % CI]',
+                   f'{names[m]} bootstrap ±', f'{names[m]}, paper (COCO)']
     header += ['FLOPs (Train, hardware)', 'Wall time (mean)']
     base = next((row for row in rows if row.label == baseline), None)
     out = [header]
+    # rows sharing a method and pattern (one-shot vs one-shot + fine-tune) show their label
+    kinds = [(row.method, row.pattern) for row in rows]
     for row in rows:
-        line = [row.model or '-', method_name(row.method), row.pattern or '-']
+        shown = (row.label if kinds.count((row.method, row.pattern)) > 1
+                 else method_name(row.method))
+        line = [row.model or '-', shown, row.pattern or '-']
         if not row.done:
             out.append(line + ['failed' if row.status == 'failed' else 'not run'] *
                        (len(header) - len(line)))
@@ -183,8 +169,10 @@ def table_rows(rows: Sequence[Row], baseline: Optional[str] = None) -> List[List
             if base is None or row is base:
                 line.append('-')
             else:
-                d = difference(s, base.stat(m))
-                line.append(d.format() if d is not None else '-')
+                line.append(iv.format_difference(
+                    iv.paired_difference(row.done, base.done, m),
+                    mark='†' if (unpaired_seeds or {}).get(row.label) else ''))
+            line.append(iv.format_half_width(iv.bootstrap_half_width(row.done, m)))
             paper = row.paper.get(m)
             line.append('-' if paper is None else f'{paper:.1f}')
         line.append(format_ratio(row.mean('flops_ratio')))
@@ -213,8 +201,10 @@ def group_by_model(rows: Sequence[Row]) -> Dict[str, List[Row]]:
 
 def format_markdown(results: Sequence[RunResult], title: str = 'Benchmark results',
                     note: str = '', baseline: Optional[str] = None,
-                    protocol: str = '', seeds: Sequence[int] = ()) -> str:
-    """``results.md``: one table per model, as the paper's Tables 2 and 3."""
+                    protocol: str = '', seeds: Sequence[int] = (),
+                    comparisons: Sequence[Tuple[str, str]] = ()) -> str:
+    """``results.md``: one table per model, as the paper's Tables 2 and 3; then the
+    suite's extra paired ``comparisons`` (label A, label B)."""
     rows = group_rows(results)
     parts = [f'# {title}', '']
     if note:
@@ -222,14 +212,34 @@ def format_markdown(results: Sequence[RunResult], title: str = 'Benchmark result
     if protocol or seeds:
         parts += [f'Protocol: `{protocol or "scratch"}`; seeds: '
                   f'{", ".join(str(s) for s in seeds) or "-"}.', '']
+    issues = check_pairing(results, baseline)
+    parts += format_pairing(issues, any(r.data_order for r in results))
+    marks = unpaired(issues)
     for model, group in group_by_model(rows).items():
-        parts += [f'## {model}', '', markdown_table(table_rows(group, baseline)), '']
+        parts += [f'## {model}', '', markdown_table(table_rows(group, baseline, marks)),
+                  '']
+        parts += _mdd_lines(group, baseline)
+    if comparisons:
+        metrics = TABLE_METRICS if has_masks(rows) else TABLE_METRICS[:1]
+        by_label = {row.label: row.done for row in rows}
+        parts += ['## Paired comparisons', '', markdown_table(
+            iv.comparison_rows(by_label, comparisons, metrics)), '']
+    parts += mask_evolution_section(results)  # its figure: mask_figure.plot_mask_evolution
     parts += [
         'mAP: COCO mAP@[.5:.95] (x100) of the final evaluation, mean ± sample standard '
-        'deviation over the seeds (n). Δ: difference of the means to the baseline row; '
-        f'"within noise" when smaller than {NOISE_SE:g} standard errors of the difference '
-        '(such a difference is no ranking). Paper (COCO): the LBC paper\'s figure on COCO '
-        'val2017 (Tables 2 and 3), for orientation only: not the same data. FLOPs (Train): '
+        'deviation over the seeds (n). Δ [95 % CI]: the paired difference to the baseline '
+        'row, the mean over the seeds both finished of (row - baseline) at the same seed, '
+        'with its 95 % Student t interval (n - 1 degrees of freedom); the verdict '
+        '("better", "worse", "no difference shown") only says whether that interval '
+        'excludes 0. †: the pairing check found a seed at which this row saw other data '
+        'than the baseline. Bootstrap ±: the mean half-width over the seeds of each run\'s '
+        '95 % percentile interval from resampling the validation images (evaluation noise, '
+        'per run; results.csv lists every interval). Minimal detectable difference: the '
+        'half-width of the paired interval of the baseline against an independent copy of '
+        'itself at other seeds, t(0.975, n-1) x sqrt(2) x s / sqrt(n), s the baseline\'s '
+        'seed standard deviation (docs/benchmark.md). Paper (COCO): the LBC paper\'s '
+        'figure on COCO val2017 (Tables 2 and 3), for orientation only: not the same '
+        'data. FLOPs (Train): '
         'training FLOPs of the N:M layers relative to training them dense, counted the '
         'paper\'s way; hardware: every conv/linear layer of the model at the densities '
         'it really runs (docs/benchmark.md). Wall time: the training command, evaluation '
@@ -237,19 +247,57 @@ def format_markdown(results: Sequence[RunResult], title: str = 'Benchmark result
     return '\n'.join(parts)
 
 
-def write_csv(results: Sequence[RunResult], path: str) -> str:
-    """``results.csv``: one row per (run, seed)."""
+def _mdd_lines(group: Sequence[Row], baseline: Optional[str]) -> List[str]:
+    base = next((row for row in group if row.label == baseline), None)
+    if base is None:
+        return []
+    out = []
+    for m in TABLE_METRICS:
+        mdd = iv.minimal_detectable_difference(base.done, m)
+        if mdd is not None:
+            out.append(f'Minimal detectable difference ({m}, {baseline} against itself at '
+                       f'other seeds, n={len(base.done)}): ±{100 * mdd:.1f} mAP.')
+    return out + [''] if out else []
+
+
+def _interval_values(results: Sequence[RunResult], baseline: Optional[str]
+                     ) -> Dict[Tuple[str, str], Dict[str, object]]:
+    """(model, label) -> the CSV's paired-difference columns of that row."""
+    out: Dict[Tuple[str, str], Dict[str, object]] = {}
+    for model, group in group_by_model(group_rows(results)).items():
+        base = next((row for row in group if row.label == baseline), None)
+        for row in group:
+            values: Dict[str, object] = {}
+            for m in TABLE_METRICS:
+                d = (iv.paired_difference(row.done, base.done, m)
+                     if base is not None and row is not base else None)
+                if d is not None:
+                    values.update({f'{m}_diff': d.mean, f'{m}_diff_low': d.low,
+                                   f'{m}_diff_high': d.high, f'{m}_verdict': d.verdict})
+            out[(row.model, row.label)] = values
+    return out
+
+
+def write_csv(results: Sequence[RunResult], path: str,
+              baseline: Optional[str] = None) -> str:
+    """``results.csv``: one row per (run, seed), with its bootstrap interval and its row's
+    paired difference to ``baseline`` (repeated on every seed of the row)."""
     import io
 
-    from ..engine.checkpoint import atomic_write
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(CSV_COLUMNS)
+    paired = _interval_values(results, baseline)
     for r in results:
         values = {c: getattr(r, c, None) for c in CSV_COLUMNS}
         for name in ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'segm_mAP', 'segm_mAP_50',
                      'segm_mAP_75'):
             values[name] = r.metric(name)
+        for m in TABLE_METRICS:
+            boot = (r.bootstrap or {}).get(m) or {}
+            values[f'{m}_boot_low'], values[f'{m}_boot_high'] = (boot.get('low'),
+                                                                 boot.get('high'))
+        values.update(paired.get((r.model, r.label), {}))
         writer.writerow(['' if values[c] is None else values[c] for c in CSV_COLUMNS])
     atomic_write(path, buf.getvalue())
     return path
@@ -267,10 +315,23 @@ def _points(group: Sequence[Row], metric: str) -> List[Tuple[Row, float, Stat]]:
     return out
 
 
-def plot_results(results: Sequence[RunResult], path: str, title: str = '') -> Optional[str]:
+def _error_bar(row: Row, base: Optional[Row], metric: str) -> float:
+    """The half-width of the row's paired 95 % interval to the baseline; for the
+    baseline (or without a pair) its mean bootstrap half-width; 0 without either."""
+    if base is not None and row is not base:
+        d = iv.paired_difference(row.done, base.done, metric)
+        if d is not None and d.half_width is not None:
+            return d.half_width
+    return iv.bootstrap_half_width(row.done, metric) or 0.0
+
+
+def plot_results(results: Sequence[RunResult], path: str, title: str = '',
+                 baseline: Optional[str] = None) -> Optional[str]:
     """``results.png``: mAP against the training-FLOPs ratio (paper convention), one
-    panel per model, one marker per method, error bars of one standard deviation (box
-    mAP filled; mask mAP hollow). Returns the path, or None when nothing can be drawn."""
+    panel per model, one marker per method (box mAP filled; mask mAP hollow); error bars:
+    the half-width of each row's paired 95 % interval to ``baseline``, the baseline's own
+    bar its bootstrap interval over validation images. Returns the path, or None when
+    nothing can be drawn."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -283,11 +344,12 @@ def plot_results(results: Sequence[RunResult], path: str, title: str = '') -> Op
                              squeeze=False)
     for ax, (model, group) in zip(axes[0], groups.items()):
         seen = set()
+        base = next((row for row in group if row.label == baseline), None)
         for metric, hollow in (('bbox_mAP', False), ('segm_mAP', True)):
             for row, x, s in _points(group, metric):
                 marker, color = plot_style(row.method)
                 name = method_name(row.method)
-                ax.errorbar(x, 100 * s.mean, yerr=100 * (s.std or 0.0), fmt=marker,
+                ax.errorbar(x, 100 * s.mean, yerr=100 * _error_bar(row, base, metric), fmt=marker,
                             color=color, mfc='none' if hollow else color, ms=8,
                             capsize=3, zorder=3,
                             label=name if (name not in seen and not hollow) else None)
@@ -298,7 +360,7 @@ def plot_results(results: Sequence[RunResult], path: str, title: str = '') -> Op
         ylabel = ('Box mAP (filled) / Mask mAP (hollow)' if has_masks(group)
                   else 'mAP (x100)')
         ax.set_xlabel('training FLOPs / dense (paper convention)')
-        ax.set_ylabel(ylabel + ', mean ± std')
+        ax.set_ylabel(ylabel + ', mean; bars: 95 % CI')
         ax.set_title(model)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc='best')

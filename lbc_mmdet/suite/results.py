@@ -10,6 +10,9 @@ run's work dir:
   resumed into a new timestamp are read in order).
 - ``<work_dir>/<timestamp>/train_flops.json`` (:class:`TrainFlopsHook`, end of training).
 - ``<work_dir>/results.json``: a run's collected result, written by the suite runner.
+- ``<work_dir>/data_order.json`` (:class:`DataOrderHook`): the first training batches.
+- ``<work_dir>/predictions/val.bbox.json`` (and ``.segm.json``): the final evaluation's
+  detections (mmdet's ``CocoMetric`` with ``outfile_prefix``), for the bootstrap.
 
 :mod:`lbc_mmdet.suite.report` turns a list of :class:`RunResult` into ``results.md``,
 ``results.csv`` and ``results.png``.
@@ -21,11 +24,15 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, List, Optional
 
-from ..engine.checkpoint import atomic_write
 from ..layers import DENSE
+from ..utils import atomic_write
 
 RESULTS_FILE = 'results.json'
 FLOPS_FILE = 'train_flops.json'
+DATA_ORDER_FILE = 'data_order.json'
+#: where the suite runner has mmdet's CocoMetric write the final predictions
+#: (``<work_dir>/predictions/val.bbox.json``, ``.segm.json``)
+PREDICTIONS_PREFIX = osp.join('predictions', 'val')
 _TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
 
 
@@ -56,6 +63,12 @@ class RunResult:
     seed: Optional[int] = None
     paper_flops_ratio: Optional[float] = None
     paper: Dict[str, float] = field(default_factory=dict)
+    #: the first training batches' image ids and flips (``data_order.json``, the pairing
+    #: check of :mod:`.pairing`)
+    data_order: Optional[dict] = None
+    #: metric -> ``dict(full, low, high, replicates, seed)``: the bootstrap over
+    #: validation images (:mod:`.bootstrap`), fractions
+    bootstrap: Dict[str, dict] = field(default_factory=dict)
 
     def metric(self, name: str) -> Optional[float]:
         """A COCO metric by short name (``'bbox_mAP'``); looks up ``coco/<name>`` first,
@@ -105,13 +118,14 @@ def read_json_lines(path: str) -> List[dict]:
 
 def scalar_files(log_dir: str) -> List[str]:
     """The scalar log of a log dir: ``vis_data/scalars.json``, else the LoggerHook's
-    ``vis_data/<timestamp>.json``."""
+    ``vis_data/<timestamp>.json``; then the metrics of a test run (``tools/test.py``:
+    ``<timestamp>.json`` in the log dir itself, an ``evaluate_only`` row)."""
     vis = osp.join(log_dir, 'vis_data')
     main = osp.join(vis, 'scalars.json')
-    if osp.isfile(main):
-        return [main]
     alt = osp.join(vis, osp.basename(log_dir) + '.json')
-    return [alt] if osp.isfile(alt) else []
+    test = osp.join(log_dir, osp.basename(log_dir) + '.json')
+    files = [main] if osp.isfile(main) else ([alt] if osp.isfile(alt) else [])
+    return files + ([test] if osp.isfile(test) else [])
 
 
 def collect_scalars(work_dir: str) -> Dict[str, float]:
@@ -172,8 +186,22 @@ def collect_run(label: str, work_dir: str, model: str = '', method: str = DENSE,
         result.paper_flops_ratio = scalars.get('flops_ratio_paper')
     if result.iterations is None and 'iter' in scalars:
         result.iterations = int(scalars['iter'])
+    result.data_order = load_data_order(work_dir)
     result.status = 'done' if result.metrics else 'missing'
     return result
+
+
+def load_data_order(work_dir: str) -> Optional[dict]:
+    """The run's ``data_order.json`` (:class:`DataOrderHook`), or None."""
+    path = osp.join(work_dir, DATA_ORDER_FILE)
+    if not osp.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _float(value) -> Optional[float]:

@@ -14,15 +14,19 @@ evaluation exist.
 import os
 import os.path as osp
 import shlex
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
-from ..engine.checkpoint import atomic_write
+from ..utils import atomic_write
+from .bootstrap import DEFAULT_REPLICATES
 from .commands import LAUNCHERS, TRAIN_MODULE, last_checkpoint, train_command  # noqa: F401
+from .mask_figure import FIGURE_FILE as MASK_FIGURE_FILE
+from .mask_figure import plot_mask_evolution
+from .measure import add_statistics, paired_options
+from .process import terminate as _terminate
 from .report import format_duration, format_map, format_markdown, plot_results, write_csv
 from .results import (
     RunResult,
@@ -58,21 +62,23 @@ class SuiteRunner:
     the results.
 
     Args:
-        suite: The loaded suite.
-        work_root: Root of the runs' work dirs (default: the suite's ``work_root``, else
-            ``work_dirs/suite/<suite file name>``).
-        launcher: ``'none'``, ``'pytorch'`` (``torch.distributed.run``) or ``'slurm'``
+        suite (Suite): The loaded suite.
+        work_root (str, optional): Root of the runs' work dirs (default: the suite's
+            ``work_root``, else ``work_dirs/suite/<suite file name>``).
+        launcher (str): ``'none'``, ``'pytorch'`` (``torch.distributed.run``) or ``'slurm'``
             (``srun``).
-        gpus: GPUs per run for the distributed launchers.
-        partition: Slurm partition.
-        only: Labels (or their slugs) to train; the others are only collected.
-        seeds: Train only these of the suite's seeds.
-        force: Re-run jobs whose results exist (not the pre-training).
-        resume: Resume unfinished jobs from their last checkpoint.
-        quiet: Do not stream the training output (it is still written to the log).
-        cfg_options: Extra ``--cfg-options`` for every job and the pre-training (e.g. data
-            paths), applied last.
-        out: Where progress goes (default ``sys.stdout``).
+        gpus (int): GPUs per run for the distributed launchers.
+        partition (str, optional): Slurm partition.
+        only (Sequence[str], optional): Labels (or their slugs) to train; the others are
+            only collected.
+        seeds (Sequence[int], optional): Train only these of the suite's seeds.
+        force (bool): Re-run jobs whose results exist (not the pre-training).
+        resume (bool): Resume unfinished jobs from their last checkpoint.
+        quiet (bool): Do not stream the training output (it is still written to the log).
+        cfg_options (Dict[str, object], optional): Extra ``--cfg-options`` for every job and
+            the pre-training (e.g. data paths), applied last.
+        out (TextIO, optional): Where progress goes (default ``sys.stdout``).
+        bootstrap_replicates (int): Replicates of the bootstrap over validation images.
     """
 
     def __init__(self,
@@ -88,7 +94,8 @@ class SuiteRunner:
                  quiet: bool = False,
                  cfg_options: Optional[Dict[str, object]] = None,
                  python: str = sys.executable,
-                 out: Optional[TextIO] = None) -> None:
+                 out: Optional[TextIO] = None,
+                 bootstrap_replicates: int = DEFAULT_REPLICATES) -> None:
         if launcher not in LAUNCHERS:
             raise SuiteError(f'unknown launcher {launcher!r}; choose from {LAUNCHERS}')
         if gpus < 1:
@@ -111,6 +118,7 @@ class SuiteRunner:
             raise SuiteError(f'--seeds: {unknown} are not seeds of the suite '
                              f'({suite.seeds})')
         self.seeds = list(seeds) if seeds else list(suite.seeds)
+        self.bootstrap_replicates = bootstrap_replicates
 
     def _select(self, only: Optional[Sequence[str]]) -> List[SuiteRun]:
         if not only:
@@ -166,7 +174,8 @@ class SuiteRunner:
             opts['randomness.seed'] = self.suite.pretrain.seed
         else:
             opts['randomness.seed'] = job.seed
-            if self.suite.protocol == 'finetune':
+            opts.update(paired_options(job.seed, self.work_dir(job.run, job.seed)))
+            if self.suite.protocol == 'finetune' and not job.run.evaluate_only:
                 ckpt = self.pretrain_checkpoint()
                 opts['load_from'] = ckpt or '<pretrain-checkpoint>'
         opts.update(self.extra_options)
@@ -189,9 +198,11 @@ class SuiteRunner:
     def command(self, job: Job) -> Tuple[List[str], Dict[str, str]]:
         wd = self.work_dir(job.run, job.seed)
         resume = self.resume and osp.isfile(osp.join(wd, 'last_checkpoint'))
+        checkpoint = ((self.pretrain_checkpoint() or '<pretrain-checkpoint>')
+                      if job.run.evaluate_only and job.seed is not None else None)
         return train_command(job.run, wd, self.launcher, self.gpus, self.python,
                              suite_path=self.suite.path, partition=self.partition,
-                             resume=resume, options=self.options(job))
+                             resume=resume, options=self.options(job), checkpoint=checkpoint)
 
     # ------------------------------------------------------------------ one run
     def _stream(self, cmd: List[str], env: Dict[str, str], log_path: str) -> int:
@@ -237,6 +248,7 @@ class SuiteRunner:
         result.seed = job.seed
         result.paper = dict(run.paper)
         result.status = 'done' if rc == 0 and result.metrics else 'failed'
+        self._add_bootstrap(job, result)
         write_result(result, wd)
         if result.status == 'done':
             self.say(f'({index}/{total}) {job.name}: done in {format_duration(wall)} '
@@ -281,8 +293,16 @@ class SuiteRunner:
                 result.method, result.pattern = run.method, run.pattern
                 result.config, result.work_dir = run.config, wd
                 result.seed, result.paper = seed, dict(run.paper)
+                if result.status == 'done' and self._add_bootstrap(Job(run, seed), result):
+                    write_result(result, wd)  # computed once, kept in results.json
                 results.append(result)
         return results
+
+    def _add_bootstrap(self, job: Job, result: RunResult) -> bool:
+        """The bootstrap over validation images and the data order of a finished job,
+        when missing (:func:`lbc_mmdet.suite.measure.add_statistics`)."""
+        return add_statistics(result, job.run.config, self.suite.path, self.options(job),
+                              self.bootstrap_replicates, lambda m: self.say(f'{job.name}: {m}'))
 
     def write_reports(self, results: Sequence[RunResult]) -> Dict[str, Optional[str]]:
         """Write ``results.md``, ``results.csv`` and ``results.png`` into the work root."""
@@ -292,14 +312,19 @@ class SuiteRunner:
         atomic_write(md, format_markdown(results, title=title, note=self.suite.note,
                                          baseline=self.suite.baseline_label,
                                          protocol=self.suite.protocol,
-                                         seeds=self.suite.seeds))
-        csv_path = write_csv(results, osp.join(self.work_root, 'results.csv'))
+                                         seeds=self.suite.seeds,
+                                         comparisons=self.suite.comparisons))
+        csv_path = write_csv(results, osp.join(self.work_root, 'results.csv'),
+                             baseline=self.suite.baseline_label)
         try:
-            png = plot_results(results, osp.join(self.work_root, 'results.png'), title)
+            png = plot_results(results, osp.join(self.work_root, 'results.png'), title,
+                               baseline=self.suite.baseline_label)
+            masks = plot_mask_evolution(  # results.md links it (mask_evolution_section)
+                results, osp.join(self.work_root, MASK_FIGURE_FILE), title)
         except ImportError as err:  # matplotlib missing: the tables still exist
             self.say(f'no plot ({err})')
-            png = None
-        return dict(markdown=md, csv=csv_path, plot=png)
+            png = masks = None
+        return dict(markdown=md, csv=csv_path, plot=png, mask_plot=masks)
 
     def dry_run(self) -> None:
         """Print what would run, write nothing."""
@@ -329,7 +354,8 @@ class SuiteRunner:
         """Train what needs it (the pre-training first), then write the reports.
 
         Returns:
-            (every job's result, the results of the jobs that failed in this call)
+            Tuple[List[RunResult], List[RunResult]]: (every job's result, the results of the
+                jobs that failed in this call)
         """
         plan = self.plan()
         for job, _ in plan:  # fail before training anything on a missing config
@@ -356,20 +382,3 @@ class SuiteRunner:
                  + ', '.join(f'{k}: {v}' for k, v in paths.items() if v))
         return results, failed
 
-
-def _terminate(proc: subprocess.Popen, grace: float = 15.0) -> None:
-    """Stop a child started with ``start_new_session=True`` and its process group."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()

@@ -17,6 +17,7 @@ A suite file (every key but ``suite`` optional; ``docs/benchmark.md``)::
     seeds = [0, 1, 2]          # every run is trained once per seed
     baseline = 'Dense (continued)'   # the row differences are taken to (default: the
                                      # first dense run)
+    comparisons = [('LBC 2:4', 'LBC 1:16')]   # more paired differences (A - B) to show
     cfg_options = {...}        # for every run (a run's own cfg_options win)
     title, note = '...', '...' # heading and paragraph of results.md
     work_root = 'work_dirs/suite/demo'   # default work root (--work-root wins)
@@ -29,16 +30,16 @@ import os
 import os.path as osp
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..errors import LBCError
 from ..layers import DENSE
 from ..utils import to_plain
 
 RUN_KEYS = ('label', 'config', 'method', 'pattern', 'model', 'cfg_options', 'work_dir',
-            'paper')
+            'paper', 'evaluate_only')
 SUITE_KEYS = ('suite', 'cfg_options', 'title', 'note', 'work_root', 'protocol', 'seeds',
-              'pretrain', 'baseline')
+              'pretrain', 'baseline', 'comparisons')
 PRETRAIN_KEYS = ('config', 'cfg_options', 'work_dir', 'seed')
 PROTOCOLS = ('scratch', 'finetune')
 
@@ -59,6 +60,10 @@ class SuiteRun:
     cfg_options: Dict[str, object] = field(default_factory=dict)
     work_dir: Optional[str] = None
     paper: Dict[str, float] = field(default_factory=dict)
+    #: evaluate the pre-training's checkpoint with this run's config (``tools/test.py``:
+    #: e.g. a one-shot pruning config whose calibration hook prunes before the test), no
+    #: training; ``finetune`` suites only
+    evaluate_only: bool = False
 
     @property
     def slug(self) -> str:
@@ -87,6 +92,8 @@ class Suite:
     seeds: List[int] = field(default_factory=lambda: [0])
     pretrain: Optional[Pretrain] = None
     baseline: Optional[str] = None
+    #: ``(label A, label B)`` pairs whose paired difference A - B results.md also shows
+    comparisons: List[Tuple[str, str]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -216,7 +223,13 @@ def load_suite(path: str) -> Suite:
                                    ('-' if method == DENSE else '?')),
                        model=str(entry.get('model') or ''), cfg_options=merged,
                        work_dir=entry.get('work_dir'),
-                       paper=_paper(entry.get('paper'), where))
+                       paper=_paper(entry.get('paper'), where),
+                       evaluate_only=entry.get('evaluate_only', False))
+        if not isinstance(run.evaluate_only, bool):
+            raise SuiteError(f'{where}: `evaluate_only` must be True or False')
+        if run.evaluate_only and protocol != 'finetune':
+            raise SuiteError(f'{where}: `evaluate_only` evaluates the pre-training\'s '
+                             "checkpoint: it needs protocol='finetune'")
         cfg_options_to_args(run.cfg_options, where)  # fail early on unsupported values
         if run.slug in slugs:
             raise SuiteError(f'{where}: label {run.label!r} gives the same work dir name '
@@ -231,7 +244,20 @@ def load_suite(path: str) -> Suite:
     if suite.baseline and suite.baseline not in slugs.values():
         raise SuiteError(f'{path}: `baseline` {suite.baseline!r} is not a label of the '
                          'suite')
+    suite.comparisons = _comparisons(data.get('comparisons'), path, set(slugs.values()))
     return suite
+
+
+def _comparisons(value, path: str, labels) -> List[Tuple[str, str]]:
+    """``comparisons = [('LBC 2:4', 'LBC 1:16'), ...]``: pairs of labels of the suite."""
+    out = []
+    for pair in value or ():
+        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                or not all(p in labels for p in pair)):
+            raise SuiteError(f'{path}: `comparisons` holds pairs of labels of the suite, '
+                             f'got {pair!r}')
+        out.append((pair[0], pair[1]))
+    return out
 
 
 # --------------------------------------------------------------------------- cfg options

@@ -14,7 +14,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
     if '/_base_/' not in p and '/suites/' not in p)
-METHODS = {'lbc', 'srste', 'asp', 'bame'}
+METHODS = {'lbc', 'srste', 'asp', 'bame', 'maxq', 'bimask', 'oneshot'}
 
 
 @pytest.fixture(scope='module', autouse=True)

@@ -119,3 +119,18 @@ def test_tool_bad_input(workdir, capsys):
     junk.write_bytes(b'not a checkpoint')
     assert tool.cli([str(junk), '--n', '2', '--m', '4']) == 2
     assert 'is corrupt or truncated' in capsys.readouterr().err
+
+
+def test_non_finite_weights_are_named():
+    """A NaN counts as a non-zero and is named as what it is: a diverged training."""
+    weight = torch.zeros(8, 8, 3, 3)
+    weight[:, 0] = 1.0  # 1 of every 4 input channels: 2:4 holds
+    assert verify_nm({'backbone.conv.weight': weight}, 2, 4).ok
+    weight[0, 1, 0, 0] = float('nan')  # 2 non-zeros in a group: still within 2:4
+    result = verify_nm({'backbone.conv.weight': weight}, 2, 4)
+    check = result.checked[0]
+    assert check.bad_groups == 0 and check.nonfinite == 1 and not check.ok
+    assert not result.ok and result.to_dict()['checked'][0]['nonfinite'] == 1
+    assert '1 non-finite values' in result.summary()
+    assert any('non-finite values (NaN/Inf)' in h and 'training diverged' in h
+               for h in result.hints)

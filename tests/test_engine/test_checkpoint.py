@@ -24,13 +24,12 @@ from lbc_mmdet.engine.checkpoint import (
     UNSAFE_LOAD_ENV,
     AtomicLocalBackend,
     UnsafeCheckpointError,
-    atomic_write,
     history_buffer_from_plain,
     history_buffer_to_plain,
     plain_checkpoint,
     restore_checkpoint,
 )
-from lbc_mmdet.utils import to_plain
+from lbc_mmdet.utils import atomic_write, to_plain
 
 SAFE_HOOK = dict(type='mmdet.SafeCheckpointHook')
 

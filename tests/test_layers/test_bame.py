@@ -433,7 +433,7 @@ DDP_SCRIPT = textwrap.dedent('''
         sys.modules[name] = pkg
     registry = types.ModuleType('mmdet.registry')
     registry.MODELS = types.SimpleNamespace(
-        register_module=lambda *args, **kwargs: (lambda cls: cls))
+        module_dict={}, register_module=lambda *args, **kwargs: (lambda cls: cls))
     sys.modules['mmdet'] = types.ModuleType('mmdet')
     sys.modules['mmdet.registry'] = registry
     from lbc_mmdet.layers.base import NMScheduleState

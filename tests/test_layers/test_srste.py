@@ -133,8 +133,8 @@ def test_mask_follows_the_weights(kind):
     # the forward uses the new mask (recomputed at every forward)
     torch.testing.assert_close(layer(x), ref_forward(layer.weight.detach() * after))
     # and an optimizer step also moves the mask, without any nm_update
-    stats0 = layer.nm_stats()
-    assert stats0['flip_rate'] == 0.0
+    diag0 = layer.nm_diagnostics()
+    assert diag0['flip_rate'] == 0.0 and diag0['divergence_start'] == 0.0
     opt = torch.optim.SGD(layer.parameters(), lr=5.0)
     for _ in range(3):
         opt.zero_grad()
@@ -144,8 +144,12 @@ def test_mask_follows_the_weights(kind):
                                rtol=0, atol=0)
     flips = float((layer.nm_mask() != after).float().mean())
     assert flips > 0
-    assert layer.nm_stats()['flip_rate'] == pytest.approx(flips)
-    assert layer.nm_stats()['flip_rate'] == 0.0
+    diag = layer.nm_diagnostics()
+    assert diag['flip_rate'] == pytest.approx(flips)
+    assert diag['divergence_start'] == pytest.approx(flips)  # the start: `after`
+    diag = layer.nm_diagnostics()
+    assert diag['flip_rate'] == 0.0 and diag['divergence_start'] == pytest.approx(flips)
+    assert 'flip_rate' not in layer.nm_stats()  # the base's diagnostics provide it
 
 
 def test_protocol_update_densities_stats_state():

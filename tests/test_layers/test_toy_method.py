@@ -28,6 +28,7 @@ from lbc_mmdet.layers import (
     NMSparseMixin,
     get_method,
     method_names,
+    register_method,
     register_nm_layer,
     register_variant,
     sparse_layer_types,
@@ -44,23 +45,24 @@ MAX_ITERS = 8
 
 
 def _make_toy_method():
-    """Define and register the toy method (its whole wiring is ``@register_nm_layer``)."""
+    """Define and register the toy method (its whole wiring: ``register_method`` and
+    ``@register_nm_layer``)."""
+    register_method('toy', display_name='Toy', plot_style=('D', 'tab:olive'))
 
     class ToyMixin(NMSparseMixin):
         nm_method = 'toy'
-        nm_display_name = 'Toy'
-        nm_plot_style = ('D', 'tab:olive')
         nm_extra_state_names = ('mask',)
-        #: a class constant the options are checked against (config validation runs
-        #: ``_nm_configure`` without building a layer: it must see it)
+        #: a class constant the options are checked against (config validation calls
+        #: ``nm_validate_options`` on the class, without building a layer)
         MAX_EVERY = 1000
 
-        def _nm_configure(self, every: int = 1) -> None:
+        @classmethod
+        def nm_validate_options(cls, every: int = 1) -> dict:
             if isinstance(every, bool) or not isinstance(every, int) or \
-                    not 1 <= every <= self.MAX_EVERY:
-                raise ValueError(f'Toy: `every` must be an integer in [1, {self.MAX_EVERY}],'
+                    not 1 <= every <= cls.MAX_EVERY:
+                raise ValueError(f'Toy: `every` must be an integer in [1, {cls.MAX_EVERY}],'
                                  f' got {every!r}')
-            self.every = every
+            return dict(every=every)
 
         def _nm_init_state(self) -> None:
             self.register_buffer('mask', self._magnitude_mask())
@@ -379,6 +381,65 @@ def test_benchmark_entries(toy):
         get_method('toy').variants.pop('toy_slow')
         get_method('toy').variant_docs.pop('toy_slow')
     assert 'toy_slow' not in benchmark_entries()
+
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DENSE_DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'faster_rcnn_r50_fpn_dense_demo.py')
+#: the demo detector shrunk to R18
+SMALL = {'model.backbone.depth': 18, 'model.neck.in_channels': [64, 128, 256, 512]}
+
+
+@pytest.fixture(scope='module')
+def detector_run(toy, tiny_coco, tmp_path_factory):
+    """``tools/train.py``, ``tools/test.py`` and ``tools/export.py`` (in this process, where
+    the toy is registered) on the demo Faster R-CNN with every backbone conv a
+    ``ToyConv2d``, shrunk to R18 and 2 iterations."""
+    from _common import data_cfg_options
+
+    from lbc_mmdet.cli import export as export_tool
+    from lbc_mmdet.cli import test as test_tool
+    from lbc_mmdet.cli import train as train_tool
+    work = str(tmp_path_factory.mktemp('toy_detector'))
+    cfg = osp.join(work, 'toy_detector.py')
+    with open(cfg, 'w') as f:
+        f.write(f'_base_ = {DENSE_DEMO!r}\n'
+                "model = dict(backbone=dict(conv_cfg=dict(type='ToyConv2d', n=2, m=4, "
+                'every=1)))\n'
+                "custom_hooks = [dict(type='NMSparsityHook', ti=0, tf=2)]\n")
+    small = [f'{k}={v}'.replace(' ', '') for k, v in SMALL.items()]
+    opts = data_cfg_options(tiny_coco['out_dir']) + small + [
+        'train_dataloader.batch_size=2', 'train_cfg.max_iters=2',
+        'train_cfg.val_interval=100', 'default_hooks.checkpoint.interval=2',
+        'model.test_cfg.rcnn.score_thr=0.0']
+    assert train_tool.cli([cfg, '--work-dir', work, '--cfg-options'] + opts) == 0
+    ckpt = osp.join(work, 'iter_2.pth')
+    test_dir = osp.join(work, 'test')
+    assert test_tool.cli([cfg, ckpt, '--work-dir', test_dir, '--cfg-options'] + opts) == 0
+    out = osp.join(work, 'export', 'toy_detector.pth')
+    assert export_tool.cli([cfg, ckpt, out, '--cfg-options'] + small) == 0
+    return dict(work=work, cfg=cfg, ckpt=ckpt, test_dir=test_dir, out=out)
+
+
+def test_train_test_and_export_tools_run_the_toy(detector_run):
+    from lbc_mmdet.apis import build_model
+    from lbc_mmdet.deploy.verify import verify_nm
+    run = detector_run
+    # trained: the checkpoint holds the toy's state of every backbone conv but the stem
+    state = torch.load(run['ckpt'], map_location='cpu', weights_only=True)['state_dict']
+    masks = [k for k in state if k.startswith('backbone.') and k.endswith('.mask')]
+    assert masks and 'backbone.conv1.mask' not in masks
+    # tested: the test run wrote its COCO metrics
+    logs = glob.glob(osp.join(run['test_dir'], '*', '*.json'))
+    metrics = json.load(open(logs[0]))
+    assert 'coco/bbox_mAP' in metrics
+    # exported: dense keys, loads strictly into the dense model, exactly 2:4
+    report = json.load(open(run['out'] + '.json'))
+    assert report['methods'] == ['toy'] and report['pattern'] == '2:4'
+    exported = torch.load(run['out'], map_location='cpu', weights_only=True)['state_dict']
+    assert not any(k.endswith('.mask') for k in exported)
+    _, dense = build_model(DENSE_DEMO, SMALL)
+    dense.load_state_dict(exported, strict=True)
+    assert verify_nm(exported, N, M).ok
 
 
 def test_no_library_file_names_the_toy():

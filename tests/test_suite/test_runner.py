@@ -230,7 +230,8 @@ def test_run_collect_and_skip_existing(tmp_path, monkeypatch):
     with open(osp.join(root, 'results.md')) as f:
         md = f.read()
     assert md.startswith('# Tiny') and 'seeds: 0, 1' in md
-    assert '| Faster R-CNN | LBC | 2:4 | 0.65× | 25.5 ± 0.7 (n=2) | +0.0 (within noise) |' in md
+    assert ('| Faster R-CNN | LBC | 2:4 | 0.65× | 25.5 ± 0.7 (n=2) | '
+            '+0.0 [+0.0, +0.0] no difference shown |') in md
     assert '(1/2 seeds done)' in md
     with open(osp.join(root, 'results.csv')) as f:
         assert len(f.read().strip().splitlines()) == 1 + 6
@@ -393,30 +394,62 @@ def load_suite_base_options():
 
 
 @pytest.mark.parametrize('name', ['demo.py', 'smoke.py', 'demo_table2.py', 'demo_table3.py',
-                                  'demo_asp_permutation.py',
-                                  'paper_table2.py', 'paper_table3.py'])
+                                  'demo_table2_patterns.py', 'demo_table2_asp_bame.py',
+                                  'demo_table2_oneshot.py', 'demo_table3_asp_bame.py',
+                                  'demo_asp_permutation.py', 'paper_table2.py',
+                                  'paper_table3.py'])
 def test_suite_files_load(name):
     suite = load_suite(osp.join(REPO_ROOT, 'configs/suites', name))
     for run in suite.runs:
         assert osp.isfile(osp.join(REPO_ROOT, run.config)), run.config
     rows = ['SR-STE 2:4', 'LBC 2:4', 'SR-STE 2:8', 'LBC 2:8']
     if name.startswith('paper'):
-        assert [r.label for r in suite.runs] == ['Baseline'] + rows
-        assert all(r.paper for r in suite.runs)
+        labels = [r.label for r in suite.runs]
+        assert labels[:5] == ['Baseline'] + rows
+        assert all(r.paper for r in suite.runs[:5])
+        # the newer methods' rows (their papers give no COCO detection figure)
+        assert {'Bi-Mask 2:4', 'MaxQ 2:4', 'Bi-Mask 1:16', 'MaxQ 1:16'} <= set(labels)
     if name.startswith('demo_table'):
         # the paper's rows (Table 3: its 2:4 rows) and ASP, BAME over 3 seeds, fine-tuned
         # from one dense model
         labels = [r.label for r in suite.runs]
-        if name == 'demo_table2.py':
-            assert labels[:7] == ['Dense (continued)'] + rows + ['ASP 2:4', 'BAME 2:4']
+        if name == 'demo_table2.py':  # the core file: dense, 2:4 and 1:16 of four methods
+            assert labels == ['Dense (continued)'] + [
+                f'{m} {p}' for p in ('2:4', '1:16')
+                for m in ('SR-STE', 'LBC', 'Bi-Mask', 'MaxQ')]
+            assert ('LBC 2:4', 'LBC 1:16') in suite.comparisons
+        elif name == 'demo_table2_asp_bame.py':
+            assert labels == ['Dense (continued)', 'ASP 2:4', 'BAME 2:4', 'ASP 1:16',
+                              'BAME 1:16']
+            assert suite.runs[0].work_dir == 'work_dirs/suite/demo_table2_hard/dense_continued'
+        elif name == 'demo_table2_oneshot.py':  # 3 pruners x 2 patterns x (0 or 50 it)
+            assert len(labels) == 13 and labels[0] == 'Dense (continued)'
+            assert [r.evaluate_only for r in suite.runs].count(True) == 6
+            assert ('SparseGPT 2:4 one-shot', 'Magnitude 2:4 one-shot') in suite.comparisons
+            assert {r.cfg_options['model.backbone.conv_cfg.criterion']
+                    for r in suite.runs[1:]} == {'magnitude', 'wanda', 'sparsegpt'}
+            assert suite.runs[0].work_dir == 'work_dirs/suite/demo_table2_hard/dense_continued'
+        elif name == 'demo_table3_asp_bame.py':
+            assert labels == ['Dense (continued)', 'ASP 2:4', 'BAME 2:4']
+            assert suite.runs[0].work_dir == 'work_dirs/suite/demo_table3/dense_continued'
+        elif name == 'demo_table2_patterns.py':  # 1:4 and 2:8, Table 5's control
+            assert labels == ['Dense (continued)'] + [
+                f'{m} 1:4' for m in ('SR-STE', 'LBC', 'ASP', 'BAME')] + [
+                'SR-STE 1:4 (LBC gradual schedule)'] + [
+                f'{m} 2:8' for m in ('SR-STE', 'LBC', 'ASP', 'BAME')]
+            assert suite.runs[5].cfg_options['model.backbone.conv_cfg.gradual'] is True
+            # the core file's dense row is reused
+            assert suite.runs[0].work_dir == 'work_dirs/suite/demo_table2_hard/dense_continued'
         else:
-            assert labels == ['Dense (continued)', 'SR-STE 2:4', 'LBC 2:4', 'ASP 2:4',
-                              'BAME 2:4']
+            assert labels == ['Dense (continued)', 'SR-STE 2:4', 'LBC 2:4', 'Bi-Mask 2:4',
+                              'MaxQ 2:4']
         assert suite.protocol == 'finetune' and suite.seeds == [0, 1, 2]
         assert suite.baseline_label == 'Dense (continued)'
         assert osp.isfile(osp.join(REPO_ROOT, suite.pretrain.config))
-        masks = name == 'demo_table3.py'
-        for r in suite.runs[:3]:
+        masks = name.startswith('demo_table3')
+        reuses = name in ('demo_table2_patterns.py', 'demo_table2_asp_bame.py',
+                          'demo_table2_oneshot.py', 'demo_table3_asp_bame.py')
+        for r in suite.runs[:1 if reuses else 3]:
             assert ('segm_mAP' in r.paper) == masks and 'bbox_mAP' in r.paper
     if name.startswith('demo_') and name != 'demo.py':
         # the bundled fine-tune suites share one protocol and schedule (their `_base_`)
@@ -425,9 +458,15 @@ def test_suite_files_load(name):
         for r in suite.runs:
             for key, value in base.items():
                 assert r.cfg_options[key] == value, (r.label, key)
-        assert suite.note == (load_suite(osp.join(REPO_ROOT, 'configs/suites',
-                                                  'demo_table2.py')).note
-                              if name == 'demo_table3.py' else suite.note)
+        # the data each file uses: Table 2's files the hard variant (data, 7 classes, its own
+        # pre-training), the others the default shapes
+        hard = name.startswith('demo_table2')
+        for opts in [r.cfg_options for r in suite.runs] + [suite.pretrain.cfg_options]:
+            assert (opts.get('val_dataloader.dataset.data_root') == 'data/demo_coco_hard/'
+                    and opts.get('model.roi_head.bbox_head.num_classes') == 7) == hard
+        assert ('HARD variant' in suite.note) == hard and 'NOT COCO' in suite.note
+        if hard:
+            assert suite.pretrain.cfg_options['train_cfg.max_iters'] == 600
     if name == 'smoke.py':
         assert suite.protocol == 'finetune' and len(suite.runs) == 2 and len(
             suite.seeds) == 2

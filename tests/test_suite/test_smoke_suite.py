@@ -9,6 +9,8 @@ import time
 
 from _common import data_cfg_options
 
+from lbc_mmdet.suite.results import read_result
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(REPO_ROOT, 'tools', 'run_suite.py')
 SUITE = osp.join(REPO_ROOT, 'configs', 'suites', 'smoke.py')
@@ -37,7 +39,8 @@ def test_smoke_suite_runs_and_skips_finished_jobs(tiny_coco, tmp_path):
         in log
     md = open(osp.join(root, 'results.md')).read()
     assert 'Protocol: `finetune`; seeds: 0, 1.' in md
-    lines = [ln for ln in md.splitlines() if ln.startswith('| Faster R-CNN')]
+    table = md[md.index('## Faster R-CNN'):].split('\n\n')[1]  # the first table only
+    lines = [ln for ln in table.splitlines() if ln.startswith('| Faster R-CNN')]
     assert len(lines) == 2 and all('(n=2)' in ln for ln in lines)
     assert '| 38.5 |' in lines[1]  # the paper's COCO figure beside LBC 2:4
     with open(osp.join(root, 'results.csv')) as f:
@@ -46,6 +49,20 @@ def test_smoke_suite_runs_and_skips_finished_jobs(tiny_coco, tmp_path):
         ('Dense (continued)', '0', 'done'), ('Dense (continued)', '1', 'done'),
         ('LBC 2:4', '0', 'done'), ('LBC 2:4', '1', 'done')]
     assert osp.isfile(osp.join(root, 'results.png'))
+    # the paired design: every run recorded its first batches, the rows at one seed saw
+    # the same ones; the final predictions are kept and bootstrapped over the images
+    for slug in ('dense_continued', 'lbc_2of4'):
+        for seed in (0, 1):
+            wd = osp.join(root, slug, f'seed{seed}')
+            order = read_result(wd).data_order
+            assert order and len(order['img_ids']) == 4  # 4 iterations < 5 batches
+            assert osp.isfile(osp.join(wd, 'predictions', 'val.bbox.json'))
+            boot = read_result(wd).bootstrap['bbox_mAP']
+            assert boot['low'] <= boot['full'] <= boot['high']
+            assert abs(boot['full'] - read_result(wd).metric('bbox_mAP')) < 1e-3
+    assert 'every run saw the same first training batches' in md, md
+    assert 'Minimal detectable difference (bbox_mAP' in md
+    assert rows[2]['bbox_mAP_boot_low'] != '' and rows[2]['bbox_mAP_verdict'] != ''
     print(f'smoke suite: {elapsed:.0f} s')
     # a second call trains nothing
     proc = _run(args)

@@ -200,6 +200,23 @@ def test_checkpoint_of_another_pattern(tool, files, tiny_coco, capsys, tmp_path)
     assert 'backbone.layer1.0.conv1.scores: ' + MISMATCH in line
 
 
+def test_export_of_non_finite_weights_names_them(capsys, tmp_path):
+    """A diverged training (a NaN weight) is named as such, not blamed on the masks."""
+    from lbc_mmdet.apis import build_model
+    _, model = build_model(LBC_DEMO, SMALL)
+    state = model.state_dict()
+    state['backbone.layer1.0.conv2.weight'][0, 0, 0, 0] = float('nan')
+    ckpt = str(tmp_path / 'diverged.pth')
+    torch.save(dict(meta=dict(iter=4), state_dict=state), ckpt)
+    out = str(tmp_path / 'export' / 'diverged.pth')
+    argv = [LBC_DEMO, ckpt, out, '--cfg-options'] + SMALL_ARGS
+    line, err = user_error(capsys, tool_cli('export')(argv))
+    assert line == ('error: refusing to export: non-finite weights: '
+                    'backbone.layer1.0.conv2.weight holds 1 NaN/Inf value(s); training '
+                    'diverged: export a checkpoint from before it')
+    assert 'mask' not in err and not osp.exists(out)
+
+
 @pytest.mark.parametrize('tool', ['train', 'test'])
 def test_missing_dataset(tool, files, capsys, tmp_path):
     nowhere = str(tmp_path / 'nowhere')

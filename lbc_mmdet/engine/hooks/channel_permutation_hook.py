@@ -130,6 +130,6 @@ class ChannelPermutationHook(Hook):
                 f"({100 * s['gain']:+.2f}%) of {s['total']:.6g}")
         if is_main_process() and getattr(runner, 'log_dir', None):
             path = osp.join(runner.log_dir, REPORT_FILE)
-            from ..checkpoint import atomic_write
+            from ...utils import atomic_write
             atomic_write(path, json.dumps(self.report, indent=2))
             runner.logger.info(f'channel permutation report: {path}')

@@ -5,7 +5,8 @@ method decides *what*. It lists the layers left dense and each method's notes at
 reports layers initialised from a dense checkpoint, logs the sparsity state through
 MMEngine's message hub, and keeps an EMA model's masks equal to the live model's: MMEngine's
 averaged models average only floating-point state, so the methods' own buffers
-(``nm_extra_state_names``) are copied into the EMA model after each update. Use the EMA
+(``nm_extra_state_names``) are copied into the EMA model after each update
+(``nm_copy_state_to``). Use the EMA
 model's ``masked_weight()``, never its raw (averaged latent) weights. Before every iteration
 it sets each layer's ``nm_grad_scale`` (:func:`grad_scale_of`): what AMP loss scaling and
 gradient accumulation multiply the gradient reaching the layers' backward by.
@@ -15,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmdet.registry import HOOKS
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
@@ -29,6 +31,7 @@ from ...layers import (
     sparse_layers,
 )
 from ...nm import removal_schedule_error
+from .nm_diagnostics import append_record, collect_diagnostics, layer_info
 
 
 def grad_scale_of(optim_wrapper) -> float:
@@ -89,6 +92,10 @@ class NMSparsityHook(Hook):
             Defaults to False.
         log_interval (int): Iterations between log updates of the sparsity scalars.
             Defaults to 1 (they are cheap: recomputed only when a mask changes).
+        diag_interval (int): Iterations between mask-health diagnostics (flip rate and
+            the methods' own values, ``docs/methods.md``): their mean over the layers
+            goes to the message hub (``train/nm_<name>``), every layer's to
+            ``<log_dir>/nm_diagnostics.jsonl``. 0 disables them. Defaults to 10.
     """
     priority = 'NORMAL'
 
@@ -96,7 +103,8 @@ class NMSparsityHook(Hook):
                  ti: float = 0,
                  tf: Optional[float] = None,
                  step_by_epoch: bool = False,
-                 log_interval: int = 1) -> None:
+                 log_interval: int = 1,
+                 diag_interval: int = 10) -> None:
         for name, value in (('ti', ti), ('tf', tf)):
             if value is not None and (isinstance(value, bool)
                                       or not isinstance(value, (int, float))):
@@ -112,6 +120,11 @@ class NMSparsityHook(Hook):
         self.tf = None if tf is None else float(tf)
         self.step_by_epoch = step_by_epoch
         self.log_interval = log_interval
+        if isinstance(diag_interval, bool) or not isinstance(diag_interval, int) \
+                or diag_interval < 0:
+            raise ValueError(f'NMSparsityHook: `diag_interval` must be an integer >= 0, '
+                             f'got {diag_interval!r}')
+        self.diag_interval = diag_interval
         self._layers: List[Tuple[str, NMSparseMixin]] = []
         self._stats: Dict[str, float] = {}
         self._ema_pairs: List[Tuple[NMSparseMixin, NMSparseMixin]] = []
@@ -189,19 +202,29 @@ class NMSparsityHook(Hook):
                     pairs.append((live[name], mod))
         return pairs
 
-    @torch.no_grad()
     def _sync_ema(self, runner) -> None:
-        """Copy the method's mask state of the live layers into the EMA model."""
+        """Copy the method's mask state of the live layers into the EMA model
+        (:meth:`NMSparseMixin.nm_copy_state_to`)."""
         if not self._ema_pairs:
             self._ema_pairs = self._find_ema_pairs(runner)
         for src, dst in self._ema_pairs:
-            if not src.nm_eligible:
-                continue
-            for name in src.nm_extra_state_names:
-                if name in src._buffers and src._buffers[name] is not None:
-                    buf = dst._buffers.get(name)
-                    if buf is not None:
-                        buf.copy_(src._buffers[name].to(buf.device))
+            src.nm_copy_state_to(dst)
+
+    def _diagnose(self, runner, iters_done: int, start: bool = False,
+                  final: bool = False) -> None:
+        """Log the layers' mask-health diagnostics (``diag_interval``)."""
+        mean, per_layer = collect_diagnostics(self._layers, start=start)
+        for key, value in mean.items():
+            runner.message_hub.update_scalar(f'train/nm_{key}', value)
+        log_dir = getattr(runner, 'log_dir', None)
+        if log_dir and is_main_process():
+            methods = sorted({lay.nm_method for _, lay in self._layers if lay.nm_eligible})
+            record = dict(iter=int(iters_done), t=self._time(runner, iters_done),
+                          methods=methods, start=start, final=final, mean=mean,
+                          layers=per_layer)
+            if start:
+                record['layer_info'] = layer_info(self._layers)
+            append_record(log_dir, record)
 
     def _log(self, runner) -> None:
         for key, value in self._stats.items():
@@ -256,6 +279,8 @@ class NMSparsityHook(Hook):
         self._stats = self._collect_stats()
         self._ema_pairs = []
         self._sync_ema(runner)
+        if self.diag_interval:
+            self._diagnose(runner, runner.iter, start=True)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         scale = grad_scale_of(getattr(runner, 'optim_wrapper', None))
@@ -269,9 +294,13 @@ class NMSparsityHook(Hook):
         self._sync_ema(runner)
         if self.every_n_train_iters(runner, self.log_interval):
             self._log(runner)
+        if self.diag_interval and self.every_n_train_iters(runner, self.diag_interval):
+            self._diagnose(runner, runner.iter + 1)
 
     def after_train(self, runner) -> None:
         set_nm_grad_scale(self._model(runner), 1.0)
+        if self.diag_interval:
+            self._diagnose(runner, runner.iter, final=True)
         self._sync_ema(runner)
         stats = self._collect_stats()
         runner.logger.info(

@@ -21,7 +21,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from ...accounting import CONVENTIONS, TrainFlopsCounter
-from ..checkpoint import atomic_write
+from ...utils import atomic_write
 
 #: the key of the hook's totals in checkpoints
 CHECKPOINT_KEY = 'train_flops'

@@ -29,6 +29,7 @@ from lbc_mmdet.layers import (
     NMSparseLinear,
     NMSparseMixin,
     method_names,
+    register_method,
     register_nm_layer,
     unregister_method,
 )
@@ -215,9 +216,10 @@ def _make_stand_in():
     it arrives divided by the loss scale (the bug part (c) must catch); its mask is the
     fixed top-N ``|w|`` of the initial weights."""
 
+    register_method(STAND_IN, display_name='Unscaled extra term')
+
     class UnscaledExtraMixin(NMSparseMixin):
         nm_method = STAND_IN
-        nm_display_name = 'Unscaled extra term'
         nm_extra_state_names = ('mask', )
         #: True: the term is multiplied by ``nm_grad_scale`` (the fix)
         SCALED = False

@@ -1,0 +1,3 @@
+# Mask R-CNN R50-FPN, COCO, 1x, MaxQ 2:8: a one-line change of the 2:4 config.
+_base_ = './mask_rcnn_maxq_2of4.py'
+model = dict(backbone=dict(conv_cfg=dict(n=2, m=8)))
