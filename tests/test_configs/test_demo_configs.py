@@ -47,7 +47,8 @@ def test_model_is_small_from_scratch_r50_fpn(cfg):
     assert m.roi_head.bbox_head.num_classes == 3
     assert m.train_cfg.rpn_proposal.nms_pre == 200
     assert m.train_cfg.rpn_proposal.max_per_img == 100
-    assert m.train_cfg.rcnn.sampler.num == 64
+    # RoI sampling sized for 128 px: 32 RoIs, up to half positive (16, as 64 x 0.25 allowed)
+    assert (m.train_cfg.rcnn.sampler.num, m.train_cfg.rcnn.sampler.pos_fraction) == (32, 0.5)
     assert m.test_cfg.rpn.nms_pre == 200 and m.test_cfg.rpn.max_per_img == 100
 
 
@@ -59,6 +60,7 @@ def test_schedule_and_runtime(cfg):
     # from scratch at batch 4, SGD diverges at lr 0.02 and reaches only 0.2
     # bbox mAP at lr 0.01 in 400 iterations; AdamW reaches ~0.63
     assert (opt.type, opt.lr, opt.weight_decay) == ('AdamW', 0.0002, 0.05)
+    assert opt.fused is True  # torch's one-pass AdamW (docs/performance.md)
     assert 'momentum' not in opt
     assert cfg.optim_wrapper.clip_grad.max_norm == 35
     assert cfg.param_scheduler[0].type == 'LinearLR'

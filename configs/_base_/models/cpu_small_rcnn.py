@@ -17,7 +17,12 @@ model = dict(
     roi_head=dict(bbox_head=dict(num_classes=num_classes)),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=200, max_per_img=100),
-        rcnn=dict(sampler=dict(num=64))),
+        # RoI sampling sized for 128 px images (~2.5 objects each): 32 RoIs per image, up
+        # to half of them positive -- the same 16 positives as mmdet's 512 x 0.25 allows
+        # at most here, half the negatives. RoIAlign's CPU backward and the 12.8 M-weight
+        # fc of the box head scale with the sampled RoIs: they were ~45 % of a step with 64
+        # (docs/performance.md, "Where the demo's time goes").
+        rcnn=dict(sampler=dict(num=32, pos_fraction=0.5))),
     test_cfg=dict(
         rpn=dict(nms_pre=200, max_per_img=100),
         rcnn=dict(max_per_img=50)))

@@ -24,9 +24,11 @@ param_scheduler = [
 #   SGD lr 0.02, warm-up 100, clip 10    -> 0.098
 #   SGD lr 0.01, clip 35                 -> 0.202
 #   AdamW lr 2e-4 (4e-4), wd 0.05        -> 0.629 (0.627)
+# `fused=True`: torch's single-kernel AdamW (CPU and CUDA), the same update in one pass over
+# each tensor: 58 instead of 153 ms a step for the LBC demo (docs/performance.md).
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.05, fused=True),
     clip_grad=dict(max_norm=35, norm_type=2))
 
 # The demo learning rate is tuned for batch 4 on one process.
