@@ -15,8 +15,8 @@
 # validation images). NOT COCO: the paper's COCO figures are shown beside for orientation.
 # BUDGET (an ESTIMATE, not a measurement; 2 cores, one job at a time): 5 rows x 3 seeds =
 # 15 fine-tunes; measured 8.5-15 min each with 2-3 jobs sharing the cores (2026-12-02),
-# ~7 min alone: ~1h45m, + the 600-iteration pre-training when absent (measured 49 min): ~2h35m -- train
-# it first in its own sitting (docs/benchmark.md) to stay within 2.5 hours.
+# ~7 min alone: ~1h45m, + the 600-iteration pre-training when absent (measured 49 min):
+# ~2h35m -- train it first in its own sitting (docs/benchmark.md) to stay within 2.5 hours.
 title = ('Table 3 on the bundled data: Mask R-CNN R50-FPN, fine-tuned from one dense '
          'detector, 3 seeds')
 _base_ = './_base_/demo_finetune.py'
