@@ -4,10 +4,11 @@
 # reused when present), then every row fine-tunes from it for the same short schedule (50
 # iterations), 3 seeds, paired: the rows of one seed see the same batches
 # (configs/suites/_base_/demo_finetune_hard.py and demo_finetune.py).
-# Rows: dense, 2:4 and 1:16 for the training methods SR-STE, LBC, Bi-Mask and MaxQ. ASP and
-# BAME at 2:4 and 1:16 are in demo_table2_asp_bame.py, the other patterns (1:4, 2:8) and the paper's Table 5 fairness
-# control in demo_table2_patterns.py, the one-shot pruners (magnitude, Wanda, SparseGPT at
-# 2:4 and 1:4, with and without fine-tune) in demo_table2_oneshot.py; all reuse this file's
+# Rows: dense, 2:4 and 1:16 for the training methods SR-STE, LBC, Bi-Mask and MaxQ. ASP
+# and BAME at 2:4 and 1:16 are in demo_table2_asp_bame.py, the other patterns (1:4, 2:8)
+# and the paper's Table 5 fairness control in demo_table2_patterns.py, the one-shot pruners
+# (magnitude, Wanda, SparseGPT at 2:4 and 1:4, with and without fine-tune) in
+# demo_table2_oneshot.py; all reuse this file's
 # pre-training and dense row.
 #
 # DATA: the HARD variant, data/demo_coco_hard (7 classes of similar shapes, clutter,
