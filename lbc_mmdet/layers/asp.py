@@ -23,45 +23,22 @@ Decisions beyond the recipe:
 - A checkpoint whose ``mask`` does not have the weight's shape, or whose pruned mask does
   not keep exactly N of every M for this layer's pattern, is refused with a RuntimeError.
 """
-from typing import Dict, Tuple
+from typing import Dict
 
 import torch
 
-from ..errors import CheckpointMismatchError
 from ..nm import from_groups, to_groups, topn_magnitude_mask
-from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear, NMSparseMixin
+from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear
+from .fixed_mask import FixedMaskMixin
 from .registry import register_method, register_nm_layer
 
 register_method('asp', display_name='ASP', plot_style=('^', 'tab:green'))
 
 
-class ASPMixin(NMSparseMixin):
+class ASPMixin(FixedMaskMixin):
     """The ASP method; combine with :class:`NMSparseConv2d` / :class:`NMSparseLinear`."""
     nm_method = 'asp'
-    nm_extra_state_names: Tuple[str, ...] = ('mask', 'pruned')
 
-    def _nm_init_state(self) -> None:
-        device = self.weight.device
-        self.register_buffer(
-            'mask', torch.ones(self.weight.shape, dtype=torch.bool, device=device))
-        self.register_buffer('pruned', torch.tensor(False, device=device))
-
-    # ----------------------------------------------------------------- state
-    @property
-    def is_pruned(self) -> bool:
-        """True once the mask has been computed (ineligible layers: never)."""
-        return bool(self.nm_eligible and self.pruned)
-
-    def _nm_mask(self) -> torch.Tensor:
-        # all ones before pruning: dense forward and gradient
-        return self.mask.to(self.weight.dtype)
-
-    def _nm_forward_weight(self) -> torch.Tensor:
-        # the bool mask as it is (autograd saves it for the backward: a quarter of a
-        # float copy)
-        return self.weight * self.mask
-
-    # ----------------------------------------------------------------- pruning
     @torch.no_grad()
     def prune_now(self) -> bool:
         """Compute the N:M magnitude mask from the current weights, store it and zero the
@@ -74,46 +51,19 @@ class ASPMixin(NMSparseMixin):
         if not self.nm_eligible or bool(self.pruned):
             return False
         groups = topn_magnitude_mask(to_groups(self.weight.detach(), self.nm_m), self.nm_n)
-        self.mask.copy_(from_groups(groups, self.weight.shape))
-        self.pruned.fill_(True)
-        self.weight.mul_(self.mask)
-        return True
+        return self._fix_mask(from_groups(groups, self.weight.shape))
 
     @torch.no_grad()
     def _nm_update(self, state: NMScheduleState) -> bool:
         if bool(self.pruned):
-            # keep the pruned weights exactly zero whatever the optimizer did
-            self.weight.mul_(self.mask)
+            self._keep_pruned_zero()
             return False
         if state.t >= state.ti:
             return self.prune_now()
         return False
 
-    # ----------------------------------------------------------------- protocol
-    def _nm_densities(self) -> Dict[str, float]:
-        # dense before pruning; after it the weight gradient is masked too
-        d = self.nm_n / self.nm_m if self.is_pruned else 1.0
-        return dict(forward=d, input_grad=d, weight_grad=d)
-
-    @classmethod
-    def nm_schedule_densities(cls, n, m, t, ti, tf):
-        # dense until the mask is computed at ti, then every pass follows it
-        d = 1.0 if t < ti else n / m
-        return dict(forward=d, input_grad=d, weight_grad=d)
-
     def _nm_stats(self) -> Dict[str, float]:
         return dict(pruned=float(bool(self.pruned)))
-
-    def _nm_check_loaded(self, state_dict: dict, prefix: str) -> None:
-        saved_mask = state_dict.get(prefix + 'mask')
-        saved_pruned = state_dict.get(prefix + 'pruned')
-        if saved_mask is not None and saved_pruned is not None and bool(saved_pruned):
-            counts = to_groups(saved_mask.to(torch.int32), self.nm_m).sum(dim=1)
-            if not bool((counts == self.nm_n).all()):
-                raise CheckpointMismatchError(
-                    f'{prefix}mask: the checkpoint\'s mask does not keep exactly '
-                    f'{self.nm_n} of every {self.nm_m} weights: it was pruned with '
-                    'another N:M pattern.')
 
 
 @register_nm_layer

@@ -27,23 +27,22 @@ Decisions beyond the papers:
   model still ends exactly N:M; it says so in its statistics (``fallback``) and in the
   hook's start-of-training notes.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 
-from ..errors import CheckpointMismatchError
-from ..nm import ONE_SHOT_CRITERIA, criterion_needs, prune_weight, to_groups
-from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear, NMSparseMixin
+from ..nm import ONE_SHOT_CRITERIA, criterion_needs, prune_weight
+from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear
+from .fixed_mask import FixedMaskMixin
 from .registry import register_method, register_nm_layer
 
 register_method('oneshot', display_name='One-shot', plot_style=('v', 'tab:cyan'))
 
 
-class OneShotMixin(NMSparseMixin):
+class OneShotMixin(FixedMaskMixin):
     """The one-shot method; combine with :class:`NMSparseConv2d` /
     :class:`NMSparseLinear`."""
     nm_method = 'oneshot'
-    nm_extra_state_names: Tuple[str, ...] = ('mask', 'pruned')
     #: True once the layer was pruned by magnitude for want of calibration (not saved)
     nm_fallback: bool = False
 
@@ -78,33 +77,11 @@ class OneShotMixin(NMSparseMixin):
         if self.block_size % self.nm_m:
             raise ValueError(f'One-shot: `block_size` ({self.block_size}) must be a '
                              f'multiple of M={self.nm_m}')
-        device = self.weight.device
-        self.register_buffer(
-            'mask', torch.ones(self.weight.shape, dtype=torch.bool, device=device))
-        self.register_buffer('pruned', torch.tensor(False, device=device))
-
-    # ----------------------------------------------------------------- state
-    @property
-    def is_pruned(self) -> bool:
-        return bool(self.nm_eligible and self.pruned)
-
-    def _nm_mask(self) -> torch.Tensor:
-        return self.mask.to(self.weight.dtype)
-
-    def _nm_forward_weight(self) -> torch.Tensor:
-        return self.weight * self.mask
+        super()._nm_init_state()
 
     # ----------------------------------------------------------------- pruning
     def _nm_calibration_needs(self) -> Optional[str]:
         return None if bool(self.pruned) else criterion_needs(self.criterion)
-
-    @torch.no_grad()
-    def _set_pruned(self, weight: torch.Tensor, mask: torch.Tensor) -> bool:
-        self.weight.copy_(weight.to(self.weight.dtype))
-        self.mask.copy_(mask)
-        self.pruned.fill_(True)
-        self.weight.mul_(self.mask)
-        return True
 
     @torch.no_grad()
     def _nm_calibrate(self, stats) -> bool:
@@ -112,19 +89,19 @@ class OneShotMixin(NMSparseMixin):
             return False
         new, mask = prune_weight(self.weight, self.nm_n, self.nm_m, self.criterion, stats,
                                  damp=self.damp, block_size=self.block_size)
-        return self._set_pruned(new, mask)
+        return self._fix_mask(mask, new)
 
     @torch.no_grad()
     def _nm_update(self, state: NMScheduleState) -> bool:
         if bool(self.pruned):
-            self.weight.mul_(self.mask)  # pruned weights stay zero whatever the optimizer
+            self._keep_pruned_zero()
             return False
         if state.t < state.ti:
             return False
         # magnitude needs no data; a data criterion never calibrated falls back to it
         self.nm_fallback = criterion_needs(self.criterion) is not None
         new, mask = prune_weight(self.weight, self.nm_n, self.nm_m, 'magnitude')
-        return self._set_pruned(new, mask)
+        return self._fix_mask(mask, new)
 
     # ----------------------------------------------------------------- protocol
     def nm_warnings(self) -> List[str]:
@@ -134,28 +111,8 @@ class OneShotMixin(NMSparseMixin):
         return [f'not calibrated ({self.criterion} needs calibration data: add '
                 'CalibrationHook to custom_hooks); it will be pruned by magnitude']
 
-    def _nm_densities(self) -> Dict[str, float]:
-        d = self.nm_n / self.nm_m if self.is_pruned else 1.0
-        return dict(forward=d, input_grad=d, weight_grad=d)
-
-    @classmethod
-    def nm_schedule_densities(cls, n, m, t, ti, tf):
-        d = 1.0 if t < ti else n / m
-        return dict(forward=d, input_grad=d, weight_grad=d)
-
     def _nm_stats(self) -> Dict[str, float]:
         return dict(pruned=float(bool(self.pruned)), fallback=float(self.nm_fallback))
-
-    def _nm_check_loaded(self, state_dict: dict, prefix: str) -> None:
-        saved_mask = state_dict.get(prefix + 'mask')
-        saved_pruned = state_dict.get(prefix + 'pruned')
-        if saved_mask is not None and saved_pruned is not None and bool(saved_pruned):
-            counts = to_groups(saved_mask.to(torch.int32), self.nm_m).sum(dim=1)
-            if not bool((counts == self.nm_n).all()):
-                raise CheckpointMismatchError(
-                    f'{prefix}mask: the checkpoint\'s mask does not keep exactly '
-                    f'{self.nm_n} of every {self.nm_m} weights: it was pruned with '
-                    'another N:M pattern.')
 
     def extra_repr(self) -> str:  # type: ignore[override]
         base = super().extra_repr()  # type: ignore[misc]
