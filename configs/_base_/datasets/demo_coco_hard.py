@@ -2,7 +2,7 @@
 # --variant hard`` -> data/demo_coco_hard/): 7 classes of similar shapes, clutter, partial
 # occlusion, a wider spread of scales (lbc_mmdet/datasets/demo_coco_hard.py). Detection
 # flavour; the same pipelines and loaders as demo_coco.py, other data. A model config using
-# it needs `num_classes = 7` (configs/suites/_base_/demo_hard_data.py switches the demo
+# it needs `num_classes = 7` (configs/suites/_base_/demo_finetune_hard.py switches the demo
 # configs through cfg_options).
 _base_ = './demo_coco.py'
 
