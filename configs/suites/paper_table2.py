@@ -27,7 +27,7 @@ suite = [
     dict(label='LBC 2:8', config='configs/faster_rcnn_lbc_2of8.py', method='lbc',
          pattern='2:8', model=_model,
          paper=dict(bbox_mAP=37.3)),
-    # newer methods (their papers report no COCO figure for these detectors)
+    # newer methods (no paper figure: none was transcribed from their papers for these rows)
     dict(label='Bi-Mask 2:4', config='configs/faster_rcnn_bimask_2of4.py', method='bimask',
          pattern='2:4', model=_model),
     dict(label='Bi-Mask 2:8', config='configs/faster_rcnn_bimask_2of8.py', method='bimask',

@@ -407,7 +407,7 @@ def test_suite_files_load(name):
         labels = [r.label for r in suite.runs]
         assert labels[:5] == ['Baseline'] + rows
         assert all(r.paper for r in suite.runs[:5])
-        # the newer methods' rows (their papers give no COCO detection figure)
+        # the newer methods' rows (no paper figure transcribed for them)
         assert {'Bi-Mask 2:4', 'MaxQ 2:4', 'Bi-Mask 1:16', 'MaxQ 1:16'} <= set(labels)
     if name.startswith('demo_table'):
         # the paper's rows (Table 3: its 2:4 rows) and ASP, BAME over 3 seeds, fine-tuned
