@@ -49,12 +49,8 @@ from ..nm import (
                   topn_magnitude_mask_like,
 )
 from .base import NMSparseConv2d, NMSparseLinear, NMSparseMixin
+from .decay import decay_pruned
 from .registry import register_method, register_nm_layer
-
-
-def _decayed(grad_w, weight, fmask, decay):
-    """``grad_w + decay * (1 - F) * w`` (pruned weights only)."""
-    return torch.where(fmask, grad_w, grad_w + decay * weight) if decay else grad_w
 
 
 class _BiMaskConv(torch.autograd.Function):
@@ -77,7 +73,7 @@ class _BiMaskConv(torch.autograd.Function):
             gx = gx.to(x.dtype)
         if ctx.needs_input_grad[1]:
             gw = conv2d_weight(x.to(dt), weight.shape, grad, *ctx.conv).to(weight.dtype)
-            gw = _decayed(gw, weight, fmask, ctx.decay)
+            gw = decay_pruned(gw, weight, fmask, ctx.decay)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = grad.sum(dim=(0, 2, 3))
         return gx, gw, gb, None, None, None, None
@@ -102,7 +98,7 @@ class _BiMaskLinear(torch.autograd.Function):
             gx = grad.matmul((weight * bfmask).to(dt)).to(x.dtype)
         if ctx.needs_input_grad[1]:
             x2 = x.reshape(-1, x.shape[-1]).to(dt)
-            gw = _decayed(g2.t().matmul(x2).to(weight.dtype), weight, fmask, ctx.decay)
+            gw = decay_pruned(g2.t().matmul(x2).to(weight.dtype), weight, fmask, ctx.decay)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g2.sum(dim=0)
         return gx, gw, gb, None, None, None

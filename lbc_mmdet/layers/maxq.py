@@ -50,29 +50,8 @@ from ..nm import (
     topn_magnitude_mask_like,
 )
 from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear, NMSparseMixin
+from .decay import MaskedWeightWithDecay
 from .registry import register_method, register_nm_layer
-
-
-class _SoftMaskedWeight(torch.autograd.Function):
-    """``weight * mask``; the weight gradient is the incoming one unchanged (STE) plus
-    ``decay * weight`` where ``mask == 0`` (``decay`` as given: the layer passes
-    ``lambda_w * nm_grad_scale``)."""
-
-    @staticmethod
-    def forward(ctx, weight, mask, decay):  # noqa: D102
-        ctx.save_for_backward(weight, mask == 0)
-        ctx.decay = decay
-        return weight * mask
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        weight, pruned = ctx.saved_tensors
-        grad_weight = None
-        if ctx.needs_input_grad[0]:
-            grad_weight = grad
-            if ctx.decay:
-                grad_weight = torch.where(pruned, grad + ctx.decay * weight, grad)
-        return grad_weight, None, None
 
 
 def _number(name: str, value, positive: bool) -> float:
@@ -184,7 +163,8 @@ class MaxQMixin(NMSparseMixin):
             return self.weight * self.soft_mask()
         mask = self.soft_mask()
         # the decay is scaled like the incoming gradient (module docstring)
-        return _SoftMaskedWeight.apply(self.weight, mask, self.lambda_w * self.nm_grad_scale)
+        return MaskedWeightWithDecay.apply(self.weight, mask, mask != 0,
+                                           self.lambda_w * self.nm_grad_scale)
 
     # ----------------------------------------------------------------- protocol
     def _nm_update(self, state: NMScheduleState) -> bool:

@@ -44,33 +44,8 @@ import torch
 
 from ..nm import ceil_count, cubic_fraction, topn_magnitude_mask_like
 from .base import NMScheduleState, NMSparseConv2d, NMSparseLinear, NMSparseMixin
+from .decay import MaskedWeightWithDecay
 from .registry import register_method, register_nm_layer
-
-
-class _SRSTEMaskedWeight(torch.autograd.Function):
-    """``weight * mask`` whose weight gradient is the dense STE gradient plus
-    ``lambda_w * (1 - mask) * weight`` (``lambda_w`` as given: the layer passes its
-    ``lambda_w * nm_grad_scale``)."""
-
-    @staticmethod
-    def forward(ctx, weight, mask, lambda_w):  # noqa: D102
-        # `mask` is bool: saved as it is (a quarter of a float mask); the weight is the
-        # parameter itself (saving it costs no memory)
-        ctx.save_for_backward(weight, mask)
-        ctx.lambda_w = lambda_w
-        return weight * mask
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        weight, mask = ctx.saved_tensors
-        grad_weight = None
-        if ctx.needs_input_grad[0]:
-            grad_weight = grad
-            if ctx.lambda_w:
-                # kept weights: grad; pruned ones: grad + lambda_w * w
-                grad_weight = torch.where(mask, grad, grad + ctx.lambda_w * weight)
-        return grad_weight, None, None
-
 
 register_method('srste', display_name='SR-STE', plot_style=('s', 'tab:blue'))
 
@@ -133,7 +108,7 @@ class SRSTEMixin(NMSparseMixin):
         if not (torch.is_grad_enabled() and self.weight.requires_grad):
             return self.weight * mask
         # the decay is scaled like the incoming gradient (module docstring)
-        return _SRSTEMaskedWeight.apply(self.weight, mask,
+        return MaskedWeightWithDecay.apply(self.weight, mask, mask,
                                         self.lambda_w * self.nm_grad_scale)
 
     # ----------------------------------------------------------------- protocol
