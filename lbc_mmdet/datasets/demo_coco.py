@@ -151,6 +151,18 @@ def _polygon_area(flat: List[float], height: int, width: int) -> float:
     return float(mask_utils.area(mask_utils.merge(rles)))
 
 
+def _paint(rng: np.random.Generator, canvas: Image.Image, poly: _Polygon,
+           colour: np.ndarray, noise: float) -> Image.Image:
+    """``canvas`` with ``poly`` painted in ``colour`` plus pixel noise of std ``noise``."""
+    layer = Image.new('L', canvas.size, 0)
+    ImageDraw.Draw(layer).polygon(poly, fill=255)
+    alpha = np.asarray(layer, dtype=np.float32)[..., None] / 255.0
+    shade = colour[None, None] + rng.normal(0, noise, (*canvas.size[::-1], 3))
+    arr = np.asarray(canvas, dtype=np.float32)
+    arr = arr * (1 - alpha) + np.clip(shade, 0, 255) * alpha
+    return Image.fromarray(arr.round().astype(np.uint8), 'RGB')
+
+
 def _make_image(rng: np.random.Generator, size: int
                 ) -> Tuple[Image.Image, List[Tuple[str, _Polygon]]]:
     """Renders one image and returns it with its objects.
@@ -168,14 +180,7 @@ def _make_image(rng: np.random.Generator, size: int
     canvas = Image.fromarray(bg.round().astype(np.uint8), 'RGB')
     bg_mean = bg.reshape(-1, 3).mean(0)
     for _, poly in objects:
-        colour = _object_colour(rng, bg_mean)
-        layer = Image.new('L', (size, size), 0)
-        ImageDraw.Draw(layer).polygon(poly, fill=255)
-        alpha = np.asarray(layer, dtype=np.float32)[..., None] / 255.0
-        shade = colour[None, None] + rng.normal(0, 6, (size, size, 3))
-        arr = np.asarray(canvas, dtype=np.float32)
-        arr = arr * (1 - alpha) + np.clip(shade, 0, 255) * alpha
-        canvas = Image.fromarray(arr.round().astype(np.uint8), 'RGB')
+        canvas = _paint(rng, canvas, poly, _object_colour(rng, bg_mean), noise=6)
     return canvas, objects
 
 

@@ -113,20 +113,13 @@ def _clutter(rng: np.random.Generator, canvas: Image.Image, size: int) -> None:
 def make_hard_image(rng: np.random.Generator, size: int
                     ) -> Tuple[Image.Image, List[Tuple[str, _Polygon]]]:
     """Render one hard-variant image; its ``(class_name, polygon)`` objects (amodal)."""
-    from .demo_coco import _background
+    from .demo_coco import _background, _paint
     bg = _background(rng, size)
     objects = _place(rng, size, int(rng.integers(2, 7)))
     canvas = Image.fromarray(bg.round().astype(np.uint8), 'RGB')
     _clutter(rng, canvas, size)  # under the objects
     bg_mean = bg.reshape(-1, 3).mean(0)
     for _, poly in objects:
-        colour = _colour(rng, bg_mean)
-        layer = Image.new('L', (size, size), 0)
-        ImageDraw.Draw(layer).polygon(poly, fill=255)
-        alpha = np.asarray(layer, dtype=np.float32)[..., None] / 255.0
-        shade = colour[None, None] + rng.normal(0, 14, (size, size, 3))
-        arr = np.asarray(canvas, dtype=np.float32)
-        arr = arr * (1 - alpha) + np.clip(shade, 0, 255) * alpha
-        canvas = Image.fromarray(arr.round().astype(np.uint8), 'RGB')
+        canvas = _paint(rng, canvas, poly, _colour(rng, bg_mean), noise=14)
     _clutter(rng, canvas, size)  # over the objects: occluders
     return canvas, objects
