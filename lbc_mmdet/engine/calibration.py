@@ -115,13 +115,15 @@ def input_columns(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return linear_input_columns(x)
 
 
-def forward_batches(model: nn.Module, batches) -> int:
+def forward_batches(model: nn.Module, batches, hooks=()) -> int:
     """Run ``model`` (an MMEngine model: its ``data_preprocessor``, ``mode='tensor'``) in
-    eval mode without gradient on every batch; the training mode is restored. Returns
-    the number of batches."""
+    eval mode without gradient on every batch, with the forward hooks ``hooks`` (``(module,
+    hook)`` pairs) installed meanwhile; the training mode is restored and the hooks removed.
+    Returns the number of batches."""
     was_training = model.training
     model.eval()
     count = 0
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
     try:
         with torch.no_grad():
             for batch in batches:
@@ -132,6 +134,8 @@ def forward_batches(model: nn.Module, batches) -> int:
                     model(*data, mode='tensor')
                 count += 1
     finally:
+        for handle in handles:
+            handle.remove()
         model.train(was_training)
     return count
 
@@ -145,7 +149,7 @@ def collect_input_statistics(model: nn.Module, layers: Dict[str, Tuple[nn.Module
         CalibrationError: An unsupported layer, or a layer that never ran.
     """
     stats: Dict[str, InputStatistics] = {}
-    handles = []
+    hooks = []
     for name, (module, need) in layers.items():
         if not eligible_calibration_layer(module):
             raise CalibrationError(f'{name}: {type(module).__name__} layers cannot be '
@@ -155,12 +159,8 @@ def collect_input_statistics(model: nn.Module, layers: Dict[str, Tuple[nn.Module
 
         def hook(mod, args, _out, name=name):
             stats[name].add(input_columns(mod, args[0]))
-        handles.append(module.register_forward_hook(hook))
-    try:
-        forward_batches(model, batches)
-    finally:
-        for h in handles:
-            h.remove()
+        hooks.append((module, hook))
+    forward_batches(model, batches, hooks)
     silent = [n for n, s in stats.items() if s.rows == 0]
     if silent:
         raise CalibrationError(f'layers never ran during calibration: {silent[:5]}')
@@ -174,7 +174,7 @@ def measure_output_errors(model: nn.Module, layers: Dict[str, nn.Module],
     ``name`` over ``batches``, with ``W`` the layer's current weight and ``W' =
     new_weights[name]``, ``X`` its inputs in the model as it is."""
     sums: Dict[str, List[float]] = {name: [0.0, 0.0] for name in layers}
-    handles = []
+    hooks = []
     for name, module in layers.items():
         def hook(mod, args, _out, name=name):
             x = args[0]
@@ -187,12 +187,8 @@ def measure_output_errors(model: nn.Module, layers: Dict[str, nn.Module],
                 d = nn.functional.linear(x, w - w2)
             sums[name][0] += float(d.double().pow(2).sum())
             sums[name][1] += float(y.double().pow(2).sum())
-        handles.append(module.register_forward_hook(hook))
-    try:
-        forward_batches(model, batches)
-    finally:
-        for h in handles:
-            h.remove()
+        hooks.append((module, hook))
+    forward_batches(model, batches, hooks)
     return {name: (d / y) ** 0.5 if y > 0 else 0.0 for name, (d, y) in sums.items()}
 
 
