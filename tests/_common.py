@@ -39,3 +39,22 @@ def _sparse_layers_table():
 
 #: method -> {'Conv2d': class, 'Linear': class} of the methods registered by the package
 SPARSE_LAYERS = _sparse_layers_table()
+
+
+def scaled_optim_wrapper(model, kind: str, accum: int, iters: int, lr: float = 0.1,
+                         init_scale: float = 2.0**14):
+    """An MMEngine optimizer wrapper (SGD, momentum 0.9) over ``model`` for loss-scale and
+    accumulation tests: ``kind='amp'`` an ``AmpOptimWrapper`` with a real, enabled CPU
+    ``GradScaler`` whose scale doubles after every step (growth interval 1), ``'plain'``
+    an ``OptimWrapper``; ``accum`` accumulation steps over a run of ``iters``."""
+    import torch
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    if kind == 'amp':
+        ow = AmpOptimWrapper(optimizer=opt, accumulative_counts=accum)
+        ow.loss_scaler = torch.amp.GradScaler('cpu', init_scale=init_scale,
+                                              growth_interval=1)
+    else:
+        ow = OptimWrapper(optimizer=opt, accumulative_counts=accum)
+    ow.initialize_count_status(model, 0, iters)
+    return ow

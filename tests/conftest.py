@@ -24,3 +24,12 @@ def tiny_coco(tmp_path_factory) -> Dict:
     from lbc_mmdet.datasets import make_demo_coco
     root = str(tmp_path_factory.mktemp('tiny_coco'))
     return make_demo_coco(root, **TINY)
+
+
+@pytest.fixture
+def cpu_amp(monkeypatch):
+    """Let MMEngine's ``AmpOptimWrapper`` be built on a CPU-only machine."""
+    import torch
+    from mmengine.optim.optimizer import amp_optimizer_wrapper
+    if not torch.cuda.is_available():
+        monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available', lambda: True)

@@ -24,12 +24,6 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MAX_ITERS = 8
 
 
-@pytest.fixture
-def cpu_amp(monkeypatch):
-    """Let ``AmpOptimWrapper`` be built on a CPU-only machine."""
-    from mmengine.optim.optimizer import amp_optimizer_wrapper
-    if not torch.cuda.is_available():
-        monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available', lambda: True)
 
 
 #: methods whose mask is recomputed from the (here: averaged) weights at every forward

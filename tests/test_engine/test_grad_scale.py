@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _common import scaled_optim_wrapper
 from _nm_toy import toy_model, toy_runner_kwargs
 from mmengine.hooks import Hook
-from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.runner import Runner
 
 import lbc_mmdet
@@ -25,12 +25,6 @@ from lbc_mmdet.layers import NMScheduleState, get_method, set_nm_grad_scale
 ITERS = 6
 
 
-@pytest.fixture
-def cpu_amp(monkeypatch):
-    """Let ``AmpOptimWrapper`` be built on a CPU-only machine."""
-    from mmengine.optim.optimizer import amp_optimizer_wrapper
-    if not torch.cuda.is_available():
-        monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available', lambda: True)
 
 
 class Net(nn.Module):
@@ -57,17 +51,6 @@ def _loss(model, x, y):
     return F.mse_loss(model(x), y)
 
 
-def _wrapper(model, kind, accum, lr=0.1, init_scale=2.0**14):
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    if kind == 'amp':
-        ow = AmpOptimWrapper(optimizer=opt, accumulative_counts=accum)
-        # a real, enabled scaler; growth_interval=1: the scale doubles after every step
-        ow.loss_scaler = torch.amp.GradScaler('cpu', init_scale=init_scale,
-                                              growth_interval=1)
-    else:
-        ow = OptimWrapper(optimizer=opt, accumulative_counts=accum)
-    ow.initialize_count_status(model, 0, ITERS)
-    return ow
 
 
 def _train(model, ow, data, set_scale=True):
@@ -96,7 +79,7 @@ def _reference(model, data, accum, lr=0.1):
 
 def test_grad_scale_of_follows_mmengine(cpu_amp):
     model = Net('srste')
-    ow = _wrapper(model, 'plain', accum=4)  # 6 iterations: windows of 4 and then 2
+    ow = scaled_optim_wrapper(model, 'plain', 4, ITERS)  # 6 iterations: windows of 4 and then 2
     factors = []
     for x, y in _data():
         factors.append(grad_scale_of(ow))
@@ -104,7 +87,7 @@ def test_grad_scale_of_follows_mmengine(cpu_amp):
         ow.update_params(_loss(model, x, y))
     assert factors == pytest.approx([1 / 4] * 4 + [1 / 2] * 2)
 
-    amp = _wrapper(Net('srste'), 'amp', accum=1, init_scale=512.0)
+    amp = scaled_optim_wrapper(Net('srste'), 'amp', 1, ITERS, init_scale=512.0)
     assert grad_scale_of(amp) == 512.0
     amp.loss_scaler = torch.amp.GradScaler('cpu', enabled=False)  # bf16 without scaling
     assert grad_scale_of(amp) == 1.0
@@ -119,7 +102,7 @@ def test_srste_update_independent_of_loss_scale_and_accumulation(kind, accum, cp
     run = copy.deepcopy(ref)
     stale = copy.deepcopy(ref)
     _reference(ref, data, accum)
-    scales = _train(run, _wrapper(run, kind, accum), data)
+    scales = _train(run, scaled_optim_wrapper(run, kind, accum, ITERS), data)
     if kind == 'amp':
         assert len(set(scales)) > 1  # the dynamic scale changed along the run
     for (name, p_ref), p_run in zip(ref.named_parameters(), run.parameters()):
@@ -128,7 +111,7 @@ def test_srste_update_independent_of_loss_scale_and_accumulation(kind, accum, cp
         lbc_mmdet.sparse_layers(ref), lbc_mmdet.sparse_layers(run)))
 
     # the check has teeth: without nm_grad_scale the decay is off by the scale / counts
-    _train(stale, _wrapper(stale, kind, accum), data, set_scale=False)
+    _train(stale, scaled_optim_wrapper(stale, kind, accum, ITERS), data, set_scale=False)
     diff = max(float((a - b).detach().abs().max()) for a, b in zip(ref.parameters(),
                                                                     stale.parameters()))
     assert diff > 1e-4
@@ -148,8 +131,9 @@ def test_bame_grad_acc_and_decisions_independent_of_scale(kind, accum, cpu_amp):
     for x, y in data:
         ref.zero_grad()
         _loss(ref, x, y).backward()
-    _train(run, _wrapper(run, kind, accum, lr=0.0), data)  # lr 0: weights stay put
-    _train(stale, _wrapper(stale, kind, accum, lr=0.0), data, set_scale=False)
+    # lr 0: the weights stay put
+    _train(run, scaled_optim_wrapper(run, kind, accum, ITERS, lr=0.0), data)
+    _train(stale, scaled_optim_wrapper(stale, kind, accum, ITERS, lr=0.0), data, set_scale=False)
     ratio = stale.conv.grad_acc.abs().sum() / ref.conv.grad_acc.abs().sum()
     assert not 0.99 < float(ratio) < 1.01  # without nm_grad_scale: off by scale / counts
     pairs = list(zip(lbc_mmdet.sparse_layers(ref), lbc_mmdet.sparse_layers(run)))

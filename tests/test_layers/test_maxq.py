@@ -11,7 +11,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.hooks import Hook
-from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.runner import Runner
 
 import lbc_mmdet
@@ -21,6 +20,7 @@ from lbc_mmdet.layers import NMScheduleState, get_method, set_nm_grad_scale
 from lbc_mmdet.nm import incremental_pruned, remaining_fraction, to_groups
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'test_engine'))
+from _common import scaled_optim_wrapper  # noqa: E402
 from _nm_toy import is_exact_nm, method_state, toy_model, toy_runner_kwargs  # noqa: E402
 
 CONV = get_method('maxq').layers['Conv2d']
@@ -239,11 +239,6 @@ def test_eval_mask_is_kept_until_the_weight_changes():
 ITERS = 6
 
 
-@pytest.fixture
-def cpu_amp(monkeypatch):
-    from mmengine.optim.optimizer import amp_optimizer_wrapper
-    if not torch.cuda.is_available():
-        monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available', lambda: True)
 
 
 class _Net(nn.Module):
@@ -258,15 +253,6 @@ class _Net(nn.Module):
         return self.fc(F.relu(self.conv(x)).flatten(1))
 
 
-def _wrapper(model, kind, accum):
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    if kind == 'amp':
-        ow = AmpOptimWrapper(optimizer=opt, accumulative_counts=accum)
-        ow.loss_scaler = torch.amp.GradScaler('cpu', init_scale=2.0**14, growth_interval=1)
-    else:
-        ow = OptimWrapper(optimizer=opt, accumulative_counts=accum)
-    ow.initialize_count_status(model, 0, ITERS)
-    return ow
 
 
 @pytest.mark.parametrize('kind,accum', [('amp', 1), ('amp', 2), ('plain', 3)])
@@ -285,7 +271,7 @@ def test_update_independent_of_loss_scale_and_accumulation(kind, accum, cpu_amp)
         F.mse_loss(ref(x), y).backward()
         opt.step()
     for model, set_scale in ((run, True), (stale, False)):
-        ow = _wrapper(model, kind, accum)
+        ow = scaled_optim_wrapper(model, kind, accum, ITERS)
         for x, y in data:
             if set_scale:
                 set_nm_grad_scale(model, grad_scale_of(ow))
