@@ -152,12 +152,19 @@ def load_train_flops(work_dir: str) -> Optional[dict]:
     for d in reversed(log_dirs(work_dir)):
         path = osp.join(d, FLOPS_FILE)
         if osp.isfile(path):
-            try:
-                with open(path) as f:
-                    return json.load(f)
-            except (OSError, json.JSONDecodeError):
-                return None
+            return _read_json(path)
     return None
+
+
+def _read_json(path: str):
+    """The JSON content of ``path``, or None when it is missing or unreadable."""
+    if not osp.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def collect_run(label: str, work_dir: str, model: str = '', method: str = DENSE,
@@ -193,14 +200,7 @@ def collect_run(label: str, work_dir: str, model: str = '', method: str = DENSE,
 
 def load_data_order(work_dir: str) -> Optional[dict]:
     """The run's ``data_order.json`` (:class:`DataOrderHook`), or None."""
-    path = osp.join(work_dir, DATA_ORDER_FILE)
-    if not osp.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
+    data = _read_json(osp.join(work_dir, DATA_ORDER_FILE))
     return data if isinstance(data, dict) else None
 
 
@@ -219,13 +219,12 @@ def training_finished(work_dir: str) -> bool:
 
 def read_result(work_dir: str) -> Optional[RunResult]:
     """The run's ``results.json``, or None if absent or unreadable."""
-    path = osp.join(work_dir, RESULTS_FILE)
-    if not osp.isfile(path):
+    data = _read_json(osp.join(work_dir, RESULTS_FILE))
+    if data is None:
         return None
     try:
-        with open(path) as f:
-            return RunResult.from_dict(json.load(f))
-    except (OSError, json.JSONDecodeError, TypeError):
+        return RunResult.from_dict(data)
+    except TypeError:
         return None
 
 
