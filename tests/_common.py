@@ -1,4 +1,5 @@
 """Helpers shared by test modules (not fixtures)."""
+import contextlib
 from typing import List
 
 
@@ -58,3 +59,22 @@ def scaled_optim_wrapper(model, kind: str, accum: int, iters: int, lr: float = 0
         ow = OptimWrapper(optimizer=opt, accumulative_counts=accum)
     ow.initialize_count_status(model, 0, iters)
     return ow
+
+
+@contextlib.contextmanager
+def fresh_mmlogger(tag: str):
+    """Make a current MMLogger of this block's own and remove every MMLogger created in it
+    on exit: an MMLogger keeps the stream of the test that created it, closed later."""
+    import os
+
+    from mmengine.logging import MMLogger
+    before = set(MMLogger._instance_dict)
+    MMLogger.get_instance(f'{tag}_{len(before)}_{os.getpid()}')
+    try:
+        yield
+    finally:
+        for name in set(MMLogger._instance_dict) - before:
+            logger = MMLogger._instance_dict.pop(name)
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+                handler.close()

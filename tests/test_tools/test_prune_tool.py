@@ -3,12 +3,11 @@ dense demo Faster R-CNN on the tiny dataset): the output loads strictly into the
 config and is exactly N:M (``tools/verify_nm.py``), the report holds the per-layer
 relative output errors, and bad inputs are one ``error:`` line with exit status 2."""
 import json
-import os
 import os.path as osp
 
 import pytest
 import torch
-from _common import data_cfg_options
+from _common import data_cfg_options, fresh_mmlogger
 
 from lbc_mmdet.cli import prune as prune_tool
 from lbc_mmdet.cli import verify_nm as verify_tool
@@ -23,15 +22,8 @@ SMALL_ARGS = ['model.backbone.base_channels=16', 'model.neck.in_channels=[64,128
 
 @pytest.fixture(autouse=True)
 def fresh_logger():
-    from mmengine.logging import MMLogger
-    before = set(MMLogger._instance_dict)
-    MMLogger.get_instance(f'prune_tool_{len(before)}_{os.getpid()}')
-    yield
-    for name in set(MMLogger._instance_dict) - before:
-        logger = MMLogger._instance_dict.pop(name)
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-            handler.close()
+    with fresh_mmlogger('prune_tool'):
+        yield
 
 
 @pytest.fixture(scope='module')

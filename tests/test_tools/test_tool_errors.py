@@ -16,7 +16,7 @@ from typing import Tuple
 
 import pytest
 import torch
-from _common import data_cfg_options
+from _common import data_cfg_options, fresh_mmlogger
 
 from lbc_mmdet.cli._common import run_tool
 from lbc_mmdet.engine.checkpoint import CorruptCheckpointError
@@ -84,16 +84,9 @@ def files(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def fresh_logger():
     """In process, every test starts with a current MMLogger of its own and leaves none
-    behind: an MMLogger keeps the stream of the test that created it, closed later."""
-    from mmengine.logging import MMLogger
-    before = set(MMLogger._instance_dict)
-    MMLogger.get_instance(f'tool_errors_{len(before)}_{os.getpid()}')
-    yield
-    for name in set(MMLogger._instance_dict) - before:
-        logger = MMLogger._instance_dict.pop(name)
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-            handler.close()
+    behind (:func:`_common.fresh_mmlogger`)."""
+    with fresh_mmlogger('tool_errors'):
+        yield
 
 
 @pytest.fixture
