@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny synthetic COCO dataset made once per session."""
+import os
 import os.path as osp
 import sys
 from typing import Dict
@@ -9,6 +10,11 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 for _p in (REPO_ROOT, osp.dirname(osp.abspath(__file__))):  # the repo; tests/ (_common)
     if _p not in sys.path:
         sys.path.insert(0, _p)
+
+# The fused weight-side kernels (lbc_mmdet/nm/kernels.py) compile on first use; the tests
+# run the eager code unless asked otherwise (tests/test_nm/test_kernels.py compares the
+# two; `LBC_MMDET_COMPILE=auto pytest tests` runs everything compiled).
+os.environ.setdefault('LBC_MMDET_COMPILE', '0')
 
 #: Size of the tiny dataset shared by the tests.
 TINY = dict(num_train=8, num_val=4, img_size=96, seed=0)

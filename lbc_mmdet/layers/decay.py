@@ -9,12 +9,19 @@ accumulation window the term contributes ``lambda_w * w`` once per optimizer ste
 """
 import torch
 
+from ..nm import decay_pruned_fused, fused_available
+
 
 def decay_pruned(grad_w: torch.Tensor, weight: torch.Tensor, kept: torch.Tensor,
                  decay: float) -> torch.Tensor:
     """``grad_w`` on the kept weights, ``grad_w + decay * weight`` on the pruned ones
     (``kept``: bool, shaped like ``weight``); ``grad_w`` itself when ``decay`` is 0."""
-    return torch.where(kept, grad_w, grad_w + decay * weight) if decay else grad_w
+    if not decay:
+        return grad_w
+    if (fused_available(grad_w.device) and grad_w.shape == weight.shape
+            and grad_w.is_contiguous() and weight.is_contiguous()):
+        return decay_pruned_fused(grad_w, weight, kept, decay)  # one compiled pass
+    return torch.where(kept, grad_w, grad_w + decay * weight)
 
 
 class MaskedWeightWithDecay(torch.autograd.Function):

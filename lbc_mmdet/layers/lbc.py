@@ -27,9 +27,11 @@ import torch.nn as nn
 
 from ..nm import (
     assign_groups,
+    candidate_grad_fused,
     candidate_magnitude,
     combination_table,
     cubic_removed,
+    fused_available,
     grouped_product,
     num_combinations,
     to_groups,
@@ -51,6 +53,11 @@ class _LBCMaskedWeight(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
         weight, mask, alive, table = ctx.saved_tensors
+        if (ctx.needs_input_grad[0] and ctx.needs_input_grad[1] and weight.is_contiguous()
+                and fused_available(grad.device)):  # one compiled pass (nm/kernels.py)
+            grad_weight, grad_scores = candidate_grad_fused(grad, weight, mask, alive,
+                                                            table, ctx.m)
+            return grad_weight, grad_scores, None, None, None, None
         grad_weight = grad * mask if ctx.needs_input_grad[0] else None
         grad_scores = None
         if ctx.needs_input_grad[1]:

@@ -42,6 +42,16 @@ from .incremental import (
                            multi_axis_soft_factor,
                            remaining_fraction,
 )
+from .kernels import (
+                           COMPILE_MODES,
+                           candidate_grad_fused,
+                           compile_mode,
+                           decay_pruned_fused,
+                           fused_available,
+                           rank_mask_fused,
+                           set_compile_mode,
+                           topn_mask_fused,
+)
 from .layer_inputs import (
                            InputStatistics,
                            conv_input_columns,
@@ -103,5 +113,7 @@ __all__ = [
     'activation_score_mask', 'activation_scores', 'InputStatistics', 'conv_input_columns',
     'linear_input_columns', 'matrix_to_weight', 'relative_output_error', 'weight_matrix',
     'damped_inverse_cholesky', 'obs_prune', 'ONE_SHOT_CRITERIA', 'criterion_needs',
-    'prune_weight'
+    'prune_weight', 'COMPILE_MODES', 'candidate_grad_fused', 'compile_mode',
+    'decay_pruned_fused', 'fused_available', 'rank_mask_fused', 'set_compile_mode',
+    'topn_mask_fused'
 ]

@@ -2,6 +2,7 @@
 import torch
 
 from .grouping import from_groups, to_groups
+from .kernels import FUSED_MAX_M, fused_available, topn_mask_fused
 
 
 def candidate_mask(alive: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -48,7 +49,8 @@ def topn_magnitude_mask_like(weight: torch.Tensor, n: int, m: int) -> torch.Tens
     """:func:`topn_magnitude_mask` of ``to_groups(weight, m)`` returned in the weight's own
     layout (bool, shaped like ``weight``). For ``n <= ARGMAX_ROUNDS_MAX_N`` it takes ``n``
     rounds of ``argmax`` over the groups (first maximum on ties: the same choice as the
-    stable sort) instead of sorting every group. (The reduction runs on the contiguous
+    stable sort) instead of sorting every group; where the fused kernels are available
+    (:mod:`.kernels`) one compiled pass computes the same mask. (The reduction runs on the contiguous
     ``[G, M]`` copy: reducing along the strided group dimension of the weight itself was
     measured 3-4x slower for 3x3 convolutions.)
 
@@ -61,6 +63,8 @@ def topn_magnitude_mask_like(weight: torch.Tensor, n: int, m: int) -> torch.Tens
     if weight.dim() not in (2, 4) or shape[1] % m:
         raise ValueError(f'expected a [O, I, kh, kw] or [O, I] weight with I divisible '
                          f'by {m}, got {tuple(shape)}')
+    if m <= FUSED_MAX_M and weight.is_contiguous() and fused_available(weight.device):
+        return topn_mask_fused(weight, n, m)  # one compiled pass (nm/kernels.py)
     a = to_groups(weight.detach(), m).abs()  # a new tensor: free to overwrite
     if n > ARGMAX_ROUNDS_MAX_N:
         return from_groups(topn_magnitude_mask(a, n), shape)

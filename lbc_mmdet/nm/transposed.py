@@ -15,6 +15,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from .kernels import fused_available, rank_mask_fused
+
 #: Up to this M, :func:`output_dim_nm_mask` ranks by ``M (M - 1)`` element-wise comparisons
 #: of contiguous slices instead of sorting along the (strided) group dimension (much
 #: faster on CPU).
@@ -79,6 +81,8 @@ def output_dim_nm_mask(weight: torch.Tensor, n: int, m: int, perm: torch.Tensor,
         order = torch.sort(a, dim=1, descending=True, stable=True)[1]
         mask = torch.zeros_like(a, dtype=torch.bool)
         mask.scatter_(1, order[:, :n], True)
+    elif fused_available(a.device):  # the same rank, one compiled pass (nm/kernels.py)
+        mask = rank_mask_fused(a, n)
     else:  # rank = how many of the group beat an entry (ties: the earlier one wins)
         mask = torch.empty_like(a, dtype=torch.bool)
         for j in range(m):
