@@ -11,9 +11,9 @@ for _p in (REPO_ROOT, osp.dirname(osp.abspath(__file__))):  # the repo; tests/ (
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-# The fused weight-side kernels (lbc_mmdet/nm/kernels.py) compile on first use; the tests
-# run the eager code unless asked otherwise (tests/test_nm/test_kernels.py compares the
-# two; `LBC_MMDET_COMPILE=auto pytest tests` runs everything compiled).
+# The fused weight-side kernels (lbc_mmdet/nm/kernels.py) are off unless asked for; the
+# tests run the eager code (tests/test_nm/test_kernels.py compares the two;
+# `LBC_MMDET_COMPILE=auto pytest tests` runs everything compiled).
 os.environ.setdefault('LBC_MMDET_COMPILE', '0')
 
 #: Size of the tiny dataset shared by the tests.

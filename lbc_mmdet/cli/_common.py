@@ -1,9 +1,10 @@
-"""What every tool shares: one ``error:`` line for the user's mistakes, ``--debug``, and
-the arguments several tools take (``--n``/``--m``, input sizes)."""
+"""What every tool shares: one ``error:`` line for the user's mistakes, ``--debug``, the
+parser's description and epilog, and the arguments several tools take (the model's config
+and checkpoint, ``--n``/``--m``, ``--cfg-options``, input sizes)."""
 import argparse
 import os
 import sys
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import LBCError
 
@@ -23,6 +24,59 @@ class ToolError(LBCError):
     def __init__(self, message: str, exit_code: int = EXIT_USER_ERROR):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def tool_parser(doc: Optional[str], example: Optional[str] = None,
+                exit_status: Optional[Dict[int, str]] = None, user_error: str = 'bad input',
+                note: str = '') -> argparse.ArgumentParser:
+    """The parser of a tool, its ``--help`` saying what the tool does, what its exit
+    statuses mean and how it is called.
+
+    Args:
+        doc (str, optional): The tool module's docstring: its first paragraph is the
+            description (the rest is for the reader of the code). None (``python -OO``)
+            leaves the description out.
+        example (str, optional): A command line, shown after ``example:`` at the end.
+        exit_status (dict[int, str], optional): What the tool's own exit statuses mean,
+            0 included, in the order given; :data:`EXIT_USER_ERROR` follows them. None
+            lists no exit status.
+        user_error (str): What :data:`EXIT_USER_ERROR` means for this tool. Defaults to
+            ``'bad input'``.
+        note (str): A sentence between the exit statuses and the example. Defaults to
+            ``''``.
+
+    Returns:
+        argparse.ArgumentParser: The parser, without arguments yet.
+    """
+    description = (doc or '').strip().split('\n\n')[0] or None
+    epilog = []
+    if exit_status:
+        meanings = {**exit_status, EXIT_USER_ERROR: user_error}
+        epilog.append('exit status: ' + ', '.join(
+            f'{code} {meaning}' for code, meaning in meanings.items()) + '.')
+    epilog += [note] if note else []
+    epilog += [f'example: {example}'] if example else []
+    return argparse.ArgumentParser(description=description,
+                                   epilog=' '.join(epilog) or None)
+
+
+def add_model_args(parser: argparse.ArgumentParser, config: str, checkpoint: str,
+                   optional: bool = False) -> argparse.ArgumentParser:
+    """Add the positional arguments ``config`` and ``checkpoint``: the model a tool loads.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+        config (str): Help of ``config`` (which config the checkpoint goes with).
+        checkpoint (str): Help of ``checkpoint`` (which checkpoints the tool takes).
+        optional (bool): Both may be left out (then None). Defaults to False.
+
+    Returns:
+        argparse.ArgumentParser: ``parser``.
+    """
+    extra = dict(nargs='?', default=None) if optional else {}
+    parser.add_argument('config', help=config, **extra)
+    parser.add_argument('checkpoint', help=checkpoint, **extra)
+    return parser
 
 
 def add_debug_arg(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -49,17 +103,23 @@ def add_cfg_options_arg(parser: argparse.ArgumentParser,
     return parser
 
 
-def parse_tool_args(parser: argparse.ArgumentParser,
-                    argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Add ``--debug`` (:func:`add_debug_arg`) to ``parser`` and parse ``argv``.
+def parse_tool_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None,
+                    cfg_options: bool = False) -> argparse.Namespace:
+    """Add ``--cfg-options`` (:func:`add_cfg_options_arg`, if asked) and ``--debug``
+    (:func:`add_debug_arg`), the last arguments of every tool, to ``parser`` and parse
+    ``argv``.
 
     Args:
         parser (argparse.ArgumentParser): The tool's parser, otherwise complete.
         argv (Sequence[str], optional): The arguments; None reads ``sys.argv``.
+        cfg_options (bool): Add ``--cfg-options`` (a tool that loads a config).
+            Defaults to False.
 
     Returns:
         argparse.Namespace: The parsed arguments.
     """
+    if cfg_options:
+        add_cfg_options_arg(parser)
     add_debug_arg(parser)
     return parser.parse_args(argv)
 

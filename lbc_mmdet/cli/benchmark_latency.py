@@ -1,15 +1,16 @@
-"""Time the backbone of an exported 2:4 model: dense kernels against 2:4 semi-structured
-sparse GEMMs (``tools/benchmark_latency.py``; see ``docs/deployment.md``).
+"""Time dense vs 2:4 semi-structured sparse execution of the backbone of an exported N:M
+model (CUDA, compute capability >= 8.0; elsewhere dense vs masked GEMMs on the CPU in fp32).
 
-On a CUDA GPU with compute capability >= 8.0 the backbone is timed dense, with its convs
-lowered to GEMMs (dense masked weights) and with 2:4 semi-structured weights, per layer
-and end to end, in fp16 or bf16 on channels-last inputs. The backend follows the device
-(cuSPARSELt where PyTorch has it, CUTLASS only on compute capability 8.x; ``--backend``
-overrides, refused in one line where it cannot run; :mod:`lbc_mmdet.deploy.backends`).
-Elsewhere the tool says so in one line and times dense against the lowered model on the
-CPU in fp32 (no speed-up expected: no 2:4 kernel runs). CONFIG may be the dense or the
-sparse config; CHECKPOINT an exported checkpoint or a finished training checkpoint of
-CONFIG (exported in memory).
+``tools/benchmark_latency.py`` (the paragraph above is its ``--help``; see
+``docs/deployment.md``). On a CUDA GPU with compute capability >= 8.0 the backbone is timed
+dense, with its convs lowered to GEMMs (dense masked weights) and with 2:4 semi-structured
+weights, per layer and end to end, in fp16 or bf16 on channels-last inputs. The backend
+follows the device (cuSPARSELt where PyTorch has it, CUTLASS only on compute capability 8.x;
+``--backend`` overrides, refused in one line where it cannot run;
+:mod:`lbc_mmdet.deploy.backends`). Elsewhere the tool says so in one line and times dense
+against the lowered model on the CPU in fp32 (no speed-up expected: no 2:4 kernel runs).
+CONFIG may be the dense or the sparse config; CHECKPOINT an exported checkpoint or a finished
+training checkpoint of CONFIG (exported in memory).
 """
 import argparse
 import json
@@ -31,16 +32,13 @@ from ..deploy.backends import (
 )
 from ..deploy.latency import DTYPES, EXECUTIONS, VARIANTS, markdown, run_benchmark
 from ..utils import atomic_write
-from ._common import ToolError, add_cfg_options_arg, parse_size, parse_tool_args, tool_cli
+from ._common import ToolError, add_model_args, parse_size, parse_tool_args, tool_cli, tool_parser
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Time dense vs 2:4 semi-structured sparse execution of the backbone '
-        'of an exported N:M model (CUDA, compute capability >= 8.0; elsewhere dense vs '
-        'masked GEMMs on the CPU in fp32).')
-    parser.add_argument('config', help='dense or sparse config of the model')
-    parser.add_argument('checkpoint', help='exported (or finished training) checkpoint')
+    parser = tool_parser(__doc__)
+    add_model_args(parser, 'dense or sparse config of the model',
+                   'exported (or finished training) checkpoint')
     parser.add_argument('--dtype', choices=sorted(DTYPES), default='fp16',
                         help='GPU compute dtype (default: %(default)s; CPU runs fp32)')
     parser.add_argument('--input-size', nargs='+', type=parse_size,
@@ -71,8 +69,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--out', default='work_dirs/benchmark_latency/latency.json',
                         help='JSON output; markdown next to it (.md) '
                         '(default: %(default)s)')
-    add_cfg_options_arg(parser)
-    args = parse_tool_args(parser, argv)
+    args = parse_tool_args(parser, argv, cfg_options=True)
     if args.warmup < 0 or args.iters < 1 or min(args.batch_size) < 1:
         parser.error('need --warmup >= 0, --iters >= 1 and batch sizes >= 1')
     return args

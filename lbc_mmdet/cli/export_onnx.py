@@ -1,35 +1,36 @@
-"""Export a detector's backbone and neck to ONNX and check it (``tools/export_onnx.py``)."""
+"""Export the backbone and neck of a trained detector (masks folded: the exported dense
+model) to ONNX with torch.onnx.export(dynamo=False), then check the file: its feature maps
+against PyTorch on onnxruntime (CPU), and every N:M layer still N:M in the ONNX weights along
+the input channels (the axis TensorRT's sparse kernels use). The report (OUT.json) also lists
+which convs TensorRT could run 2:4 sparse and why the others cannot.
+
+``tools/export_onnx.py`` (the paragraph above is its ``--help``).
+"""
 import argparse
 from typing import List, Optional
 
 from ..apis.onnx_export import EXIT_CHECK_FAILED, export_onnx
 from ..deploy.verify import DEFAULT_INCLUDE
 from ._common import (
-    EXIT_USER_ERROR,
-    add_cfg_options_arg,
+    add_model_args,
     add_pattern_args,
     check_pattern_args,
     parse_size,
     parse_tool_args,
     tool_cli,
+    tool_parser,
 )
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Export the backbone and neck of a trained detector (masks folded: "
-        'the exported dense model) to ONNX with torch.onnx.export(dynamo=False), then '
-        'check the file: its feature maps against PyTorch on onnxruntime (CPU), and every '
-        'N:M layer still N:M in the ONNX weights along the input channels (the axis '
-        "TensorRT's sparse kernels use). The report (OUT.json) also lists which convs "
-        'TensorRT could run 2:4 sparse and why the others cannot.',
-        epilog=f'exit status: 0 exported and checked, {EXIT_CHECK_FAILED} a check failed '
-        f'(the layers are named), {EXIT_USER_ERROR} bad input. Then, on a GPU machine: '
-        'trtexec --onnx=OUT --sparsity=enable --fp16. example: python tools/export_onnx.py '
-        'SPARSE_CONFIG work_dirs/x/iter_400.pth work_dirs/onnx/model.onnx')
-    parser.add_argument('config', help='the sparse config the checkpoint was trained with '
-                        '(or the dense config of an exported checkpoint)')
-    parser.add_argument('checkpoint', help='exported or finished training checkpoint')
+    parser = tool_parser(__doc__, exit_status={
+        0: 'exported and checked', EXIT_CHECK_FAILED: 'a check failed (the layers are named)'},
+        note='Then, on a GPU machine: trtexec --onnx=OUT --sparsity=enable --fp16.',
+        example='python tools/export_onnx.py SPARSE_CONFIG work_dirs/x/iter_400.pth '
+        'work_dirs/onnx/model.onnx')
+    add_model_args(parser, 'the sparse config the checkpoint was trained with (or the dense '
+                   'config of an exported checkpoint)',
+                   'exported or finished training checkpoint')
     parser.add_argument('out', help='output .onnx path (the report goes to OUT.json)')
     parser.add_argument('--input-size', type=parse_size, default=(320, 320),
                         metavar='HxW', help='export/check input size (default: 320x320)')
@@ -45,8 +46,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--check-only', action='store_true',
                         help='check an existing OUT without exporting it again')
     parser.add_argument('--report', default=None, help='report path (default: OUT.json)')
-    add_cfg_options_arg(parser)
-    return parse_tool_args(parser, argv)
+    return parse_tool_args(parser, argv, cfg_options=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,22 +1,25 @@
-"""Generate the bundled synthetic COCO shapes dataset (``tools/make_demo_data.py``)."""
+"""Generate a small deterministic COCO-format dataset of synthetic shapes (circle, square,
+triangle) with boxes and polygons.
+
+``tools/make_demo_data.py`` (the paragraph above is its ``--help``): the bundled demo data.
+"""
 import argparse
 import os.path as osp
 import time
 from typing import List, Optional
 
 from ..datasets.demo_coco import VARIANTS, format_summary, make_demo_coco
-from ._common import ToolError, parse_tool_args, tool_cli
+from ._common import ToolError, parse_tool_args, tool_cli, tool_parser
+
+#: Where each variant is written without ``--out``.
+DEFAULT_OUT = dict(easy='data/demo_coco', hard='data/demo_coco_hard')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Generate a small deterministic COCO-format dataset of synthetic '
-        'shapes (circle, square, triangle) with boxes and polygons.',
-        epilog='example: python tools/make_demo_data.py --out /tmp/tiny --num-train 8 '
-        '--num-val 4')
-    parser.add_argument('--out', default=None,
-                        help='output folder (default: data/demo_coco, with --variant hard '
-                        'data/demo_coco_hard)')
+    parser = tool_parser(__doc__, example='python tools/make_demo_data.py --out /tmp/tiny '
+                         '--num-train 8 --num-val 4')
+    parser.add_argument('--out', default=None, help='output folder (default: {easy}, with '
+                        '--variant hard {hard})'.format(**DEFAULT_OUT))
     parser.add_argument('--variant', choices=VARIANTS, default='easy',
                         help='easy (default: the README demo\'s 3 shapes) or hard: 7 '
                         'classes of similar shapes, clutter, partial occlusion, a wider '
@@ -37,7 +40,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if args.out is None:
-        args.out = 'data/demo_coco' if args.variant == 'easy' else 'data/demo_coco_hard'
+        args.out = DEFAULT_OUT[args.variant]
     if osp.exists(args.out) and not osp.isdir(args.out):
         raise ToolError(f'--out {args.out} is a file, not a folder')
     start = time.time()

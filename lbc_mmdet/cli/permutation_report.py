@@ -1,5 +1,9 @@
-"""Kept magnitude of N:M magnitude pruning with and without channel permutation
-(``tools/permutation_report.py``)."""
+"""Measure the |w| that top-N magnitude N:M pruning keeps, without and with an input-channel
+permutation search (Pool & Yu 2021), on a trained model's backbone (per layer, per stage and
+in total; the model is not changed) and/or on random matrices.
+
+``tools/permutation_report.py`` (the paragraph above is its ``--help``).
+"""
 import argparse
 import json
 from typing import List, Optional, Tuple
@@ -8,11 +12,12 @@ from ..apis.permutation import DEFAULT_SHAPES, permutation_report, report_lines
 from ..utils import atomic_write
 from ._common import (
     ToolError,
-    add_cfg_options_arg,
+    add_model_args,
     add_pattern_args,
     check_pattern_args,
     parse_tool_args,
     tool_cli,
+    tool_parser,
 )
 
 
@@ -28,18 +33,11 @@ def parse_shape(text: str) -> Tuple[int, ...]:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Measure the |w| that top-N magnitude N:M pruning keeps, without and '
-        "with an input-channel permutation search (Pool & Yu 2021), on a trained model's "
-        'backbone (per layer, per stage and in total; the model is not changed) and/or on '
-        'random matrices.',
-        epilog='example: python tools/permutation_report.py '
+    parser = tool_parser(__doc__, example='python tools/permutation_report.py '
         'configs/demo/faster_rcnn_r50_fpn_dense_demo.py work_dirs/dense/iter_400.pth '
         '--random --out work_dirs/permutation.json')
-    parser.add_argument('config', nargs='?', default=None,
-                        help='config of the model (dense or sparse); omit with --random')
-    parser.add_argument('checkpoint', nargs='?', default=None,
-                        help='its checkpoint (dense, exported or a training checkpoint)')
+    add_model_args(parser, 'config of the model (dense or sparse); omit with --random',
+                   'its checkpoint (dense, exported or a training checkpoint)', optional=True)
     add_pattern_args(parser)
     parser.add_argument('--include', nargs='+', default=['backbone.*'], metavar='PATTERN',
                         help='fnmatch patterns on module names (default: backbone.*)')
@@ -52,8 +50,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2],
                         help='seeds of the random matrices (default: 0 1 2)')
     parser.add_argument('--out', default=None, help='write the report as JSON here')
-    add_cfg_options_arg(parser)
-    return parse_tool_args(parser, argv)
+    return parse_tool_args(parser, argv, cfg_options=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

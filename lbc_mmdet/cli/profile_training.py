@@ -1,8 +1,12 @@
-"""Where a training run's time goes (``tools/profile_training.py``): run a config's
-training (usually shortened with ``--cfg-options``) with :class:`RunProfiler`'s timers
-and print the split (detector forward/backward, weight side, optimizer, hooks, evaluation,
-data loading), with the load average and the other processes' CPU use; writes
-``profile.json`` in the work dir."""
+"""Train a config with timers on every part of the step and print where the time goes
+(forward, weight side, backward, optimizer, hooks, evaluation, data loading). Measure alone:
+other processes on the cores make the split wrong (the tool reports their CPU use).
+
+``tools/profile_training.py`` (the paragraph above is its ``--help``): runs a config's
+training (usually shortened with ``--cfg-options``) with :class:`RunProfiler`'s timers and
+prints the split, with the load average and the other processes' CPU use; writes
+``profile.json`` in the work dir.
+"""
 import argparse
 import json
 import os
@@ -16,19 +20,14 @@ from ..benchmark.run_profile import RunProfiler
 from ..benchmark.weight_side import weight_side_ms
 from ..engine import readable_config_errors
 from ..utils.io import atomic_write
-from ._common import CFG_OPTIONS_HELP, add_debug_arg, run_tool, tool_logger
+from ._common import CFG_OPTIONS_HELP, parse_tool_args, run_tool, tool_logger, tool_parser
 from ._config import build_runner, load_tool_config
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description='Train a config with timers on every part of the step and print '
-        'where the time goes (forward, weight side, backward, optimizer, hooks, '
-        'evaluation, data loading). Measure alone: other processes on the cores make the '
-        'split wrong (the tool reports their CPU use).',
-        epilog='example: python tools/profile_training.py '
-        'configs/demo/faster_rcnn_r50_fpn_dense_demo.py --cfg-options '
-        'train_cfg.max_iters=40 train_cfg.val_interval=40')
+    p = tool_parser(__doc__, example='python tools/profile_training.py '
+                    'configs/demo/faster_rcnn_r50_fpn_dense_demo.py --cfg-options '
+                    'train_cfg.max_iters=40 train_cfg.val_interval=40')
     p.add_argument('config', help='train config file')
     p.add_argument('--work-dir', help='where the run and profile.json go (default: '
                    'work_dirs/profile/<config name>)')
@@ -36,8 +35,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='repetitions of the weight side timed alone after the run '
                    '(forward + backward of every sparse layer\'s weight); 0 skips it')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help=CFG_OPTIONS_HELP)
-    add_debug_arg(p)
-    return p.parse_args(argv)
+    return parse_tool_args(p, argv)
 
 
 def format_rows(rows, iterations: int, wall: float) -> str:

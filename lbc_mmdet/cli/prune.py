@@ -1,35 +1,36 @@
-"""One-shot N:M pruning of a trained dense detector from calibration data
-(``tools/prune.py``)."""
+"""Prune a trained dense detector to N:M in one shot (no training): magnitude (top-N |w|),
+wanda (top-N |w|*||x||) or sparsegpt (OBS mask and update of the kept weights), from K
+calibration batches of the config's training set chosen by the seed. OUT is a checkpoint of
+the dense model (stock tools/test.py, tools/verify_nm.py); the per-layer relative output
+error on held-out batches is printed and written as JSON (OUT.json).
+
+``tools/prune.py`` (the paragraph above is its ``--help``).
+"""
 import argparse
 from typing import List, Optional
 
 from ..apis.prune import prune_checkpoint
 from ..nm import ONE_SHOT_CRITERIA
 from ._common import (
-    EXIT_USER_ERROR,
-    add_cfg_options_arg,
+    add_model_args,
     add_pattern_args,
     check_pattern_args,
     parse_tool_args,
     tool_cli,
     tool_logger,
+    tool_parser,
 )
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Prune a trained dense detector to N:M in one shot (no training): '
-        'magnitude (top-N |w|), wanda (top-N |w|*||x||) or sparsegpt (OBS mask and '
-        'update of the kept weights), from K calibration batches of the config\'s '
-        'training set chosen by the seed. OUT is a checkpoint of the dense model '
-        '(stock tools/test.py, tools/verify_nm.py); the per-layer relative output error '
-        'on held-out batches is printed and written as JSON (OUT.json).',
-        epilog=f'exit status: 0 pruned, {EXIT_USER_ERROR} bad input (missing file, '
-        'config/checkpoint mismatch, bad option). example: python tools/prune.py '
-        'configs/demo/faster_rcnn_r50_fpn_dense_demo.py work_dirs/DENSE/iter_400.pth '
-        '--method sparsegpt --n 2 --m 4 --calib-batches 8 --seed 0 --out pruned.pth')
-    parser.add_argument('config', help='the dense config the checkpoint was trained with')
-    parser.add_argument('checkpoint', help='the trained dense checkpoint (.pth)')
+    parser = tool_parser(
+        __doc__, exit_status={0: 'pruned'},
+        user_error='bad input (missing file, config/checkpoint mismatch, bad option)',
+        example='python tools/prune.py configs/demo/faster_rcnn_r50_fpn_dense_demo.py '
+        'work_dirs/DENSE/iter_400.pth --method sparsegpt --n 2 --m 4 --calib-batches 8 '
+        '--seed 0 --out pruned.pth')
+    add_model_args(parser, 'the dense config the checkpoint was trained with',
+                   'the trained dense checkpoint (.pth)')
     parser.add_argument('--method', choices=sorted(ONE_SHOT_CRITERIA), default='sparsegpt',
                         help='pruning criterion (default: %(default)s)')
     add_pattern_args(parser)
@@ -56,8 +57,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='module names to leave dense')
     parser.add_argument('--report-json', default=None,
                         help='JSON report path (default: OUT + ".json")')
-    add_cfg_options_arg(parser)
-    return parse_tool_args(parser, argv)
+    return parse_tool_args(parser, argv, cfg_options=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,5 +1,9 @@
-"""The FLOPs (Train) ratio of a method, pattern and schedule for ImageNet ResNet-50 at
-224 px, without training (``tools/train_flops.py``; see ``docs/benchmark.md``)."""
+"""Training FLOPs of an N:M method relative to dense training, for ImageNet ResNet-50 at
+224 px, computed from the schedule (epoch e runs with the state at t = e; no training).
+
+``tools/train_flops.py`` (the paragraph above is its ``--help``; see ``docs/benchmark.md``):
+the FLOPs (Train) ratio of a method, pattern and schedule.
+"""
 import argparse
 import json
 from typing import List, Optional
@@ -8,17 +12,20 @@ from ..accounting import CONVENTIONS
 from ..accounting.analytic import resnet50_layers, schedule_flops, schedule_options
 from ..layers import get_method, method_names
 from ..utils import atomic_write
-from ._common import ToolError, add_pattern_args, check_pattern_args, parse_tool_args, tool_cli
+from ._common import (
+    ToolError,
+    add_pattern_args,
+    check_pattern_args,
+    parse_tool_args,
+    tool_cli,
+    tool_parser,
+)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Training FLOPs of an N:M method relative to dense training, for '
-        'ImageNet ResNet-50 at 224 px, computed from the schedule (epoch e runs with '
-        'the state at t = e; no training).',
-        epilog='example: python tools/train_flops.py --method KEY --n 2 --m 4 '
-        '--epochs 120 --ti 0 --tf 0 --convention paper (docs/benchmark.md compares the '
-        "results with the paper's figures)")
+    parser = tool_parser(__doc__, example='python tools/train_flops.py --method KEY --n 2 '
+                         '--m 4 --epochs 120 --ti 0 --tf 0 --convention paper '
+                         "(docs/benchmark.md compares the results with the paper's figures)")
     parser.add_argument('--method', required=True,
                         help=f'N:M method (registered: {", ".join(method_names())})')
     add_pattern_args(parser)

@@ -18,9 +18,13 @@ What is fused (each kernel reads its inputs once and writes its outputs once):
 
 Control (environment variable ``LBC_MMDET_COMPILE``, or :func:`set_compile_mode`):
 
-- ``auto`` (default): compile for CPU tensors, eager elsewhere (the CUDA path of
-  Inductor needs Triton and is not tested here);
-- ``1``: compile on every device; ``0``: never compile.
+- ``0`` (default): never compile; the eager code of each caller runs;
+- ``auto``: compile for CPU tensors, eager elsewhere (the CUDA path of Inductor needs
+  Triton and is not tested here);
+- ``1``: compile on every device.
+
+Off by default: on the 2-core CPU machine of docs/performance.md the compiled kernels
+were not faster than the eager code they replace (the measured comparison is there).
 
 Compiling costs seconds once per kernel and shape family on a fresh machine (Inductor
 caches the result on disk, ``TORCHINDUCTOR_CACHE_DIR``). A failure (no C++ compiler, an
@@ -42,10 +46,10 @@ _failed: Optional[str] = None  # why compiling failed in this process (eager fro
 
 def compile_mode() -> str:
     """The current mode: :func:`set_compile_mode`'s value, else ``LBC_MMDET_COMPILE``
-    (default ``'auto'``)."""
+    (default ``'0'``)."""
     if _mode is not None:
         return _mode
-    mode = os.environ.get('LBC_MMDET_COMPILE', 'auto').strip().lower()
+    mode = os.environ.get('LBC_MMDET_COMPILE', '0').strip().lower()
     mode = {'off': '0', 'false': '0', 'on': '1', 'true': '1'}.get(mode, mode)
     if mode not in COMPILE_MODES:
         raise ValueError(f'LBC_MMDET_COMPILE must be one of {COMPILE_MODES}, got {mode!r}')

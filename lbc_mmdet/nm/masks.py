@@ -40,19 +40,46 @@ def topn_magnitude_mask(groups: torch.Tensor, n: int) -> torch.Tensor:
     return mask
 
 
-#: Up to this N, :func:`topn_magnitude_mask_like` takes N rounds of ``argmax`` (each one
-#: pass over the weights) instead of sorting every group.
+#: Up to this M, :func:`topn_magnitude_mask_like` ranks the entries of a group by pairwise
+#: comparisons of strided slices of the weight itself (``M (M - 1) / 2`` comparisons, each
+#: over ``1 / M`` of the weights, and no grouped copy); above it, ``N`` rounds of
+#: ``argmax`` over a grouped copy (``N <= ARGMAX_ROUNDS_MAX_N``) or a sort. Measured on
+#: ResNet-50 layers (docs/performance.md): pairwise is 2-6x faster at M = 4 and 8, slower
+#: at M = 16.
+PAIRWISE_MAX_M = 8
+
+#: Up to this N, the grouped path takes N rounds of ``argmax`` (each one pass over the
+#: weights) instead of sorting every group.
 ARGMAX_ROUNDS_MAX_N = 4
+
+
+def _pairwise_topn(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Top-``n`` ``|w|`` of every group by pairwise ranks, in the weight's own layout: the
+    groups of ``[O, I, ...]`` are the ``m`` slices ``[:, :, j]`` of its ``[O, I / m, m,
+    K]`` view. An entry's rank is how many of its group beat it (larger, or equal and
+    earlier: the stable sort's order); it is kept iff its rank is below ``n``."""
+    o, i = weight.shape[:2]
+    a = weight.detach().abs().view(o, i // m, m, -1)  # contiguous, the weight's layout
+    cols = [a[:, :, j] for j in range(m)]
+    rank = [torch.zeros(cols[0].shape, dtype=torch.uint8, device=a.device)
+            for _ in range(m)]
+    for p in range(m):
+        for q in range(p + 1, m):
+            earlier_wins = cols[p] >= cols[q]
+            rank[q] += earlier_wins
+            rank[p] += ~earlier_wins
+    return torch.stack([r < n for r in rank], dim=2).view(weight.shape)
 
 
 def topn_magnitude_mask_like(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """:func:`topn_magnitude_mask` of ``to_groups(weight, m)`` returned in the weight's own
-    layout (bool, shaped like ``weight``). For ``n <= ARGMAX_ROUNDS_MAX_N`` it takes ``n``
-    rounds of ``argmax`` over the groups (first maximum on ties: the same choice as the
-    stable sort) instead of sorting every group; where the fused kernels are available
-    (:mod:`.kernels`) one compiled pass computes the same mask. (The reduction runs on the contiguous
-    ``[G, M]`` copy: reducing along the strided group dimension of the weight itself was
-    measured 3-4x slower for 3x3 convolutions.)
+    layout (bool, shaped like ``weight``; ties: the lowest index first, as the stable
+    sort). Computed by pairwise ranks on the weight's layout for ``m <=
+    PAIRWISE_MAX_M``; else by ``n`` rounds of ``argmax`` over the groups (first maximum
+    on ties) for ``n <= ARGMAX_ROUNDS_MAX_N``, or a sort; where the fused kernels are
+    enabled (:mod:`.kernels`) by one compiled pass. (A reduction along the strided group
+    dimension of the weight itself was measured 3-4x slower for 3x3 convolutions than on
+    a contiguous ``[G, M]`` copy; the pairwise slices need neither.)
 
     Args:
         weight (Tensor): ``[O, I, kh, kw]`` or ``[O, I]`` weight, ``I % m == 0``.
@@ -65,6 +92,8 @@ def topn_magnitude_mask_like(weight: torch.Tensor, n: int, m: int) -> torch.Tens
                          f'by {m}, got {tuple(shape)}')
     if m <= FUSED_MAX_M and weight.is_contiguous() and fused_available(weight.device):
         return topn_mask_fused(weight, n, m)  # one compiled pass (nm/kernels.py)
+    if m <= PAIRWISE_MAX_M and weight.is_contiguous():
+        return _pairwise_topn(weight, n, m)
     a = to_groups(weight.detach(), m).abs()  # a new tensor: free to overwrite
     if n > ARGMAX_ROUNDS_MAX_N:
         return from_groups(topn_magnitude_mask(a, n), shape)

@@ -129,3 +129,21 @@ def test_validate_pattern_refuses_huge_score_tables():
         validate_pattern(8, 16)
     validate_pattern(1, 16)
     validate_pattern(2, 8)
+
+
+@pytest.mark.parametrize('shape,n,m', [((8, 16, 3, 3), 2, 4), ((8, 16, 1, 1), 1, 4),
+                                       ((4, 16, 3, 3), 3, 8), ((6, 16), 2, 8),
+                                       ((4, 32, 3, 3), 1, 16), ((4, 32), 5, 16)])
+def test_topn_mask_like_every_path_equals_the_stable_sort(shape, n, m):
+    """Pairwise ranks (M <= 8), argmax rounds and the sort (M = 16) all choose the
+    stable sort's top-N, ties included (few distinct magnitudes)."""
+    from lbc_mmdet.nm import from_groups, to_groups, topn_magnitude_mask, \
+        topn_magnitude_mask_like
+    from lbc_mmdet.nm.masks import PAIRWISE_MAX_M
+    g = torch.Generator().manual_seed(0)
+    for w in (torch.randn(shape, generator=g),
+              torch.randint(-3, 4, shape, generator=g).float()):
+        got = topn_magnitude_mask_like(w, n, m)
+        want = from_groups(topn_magnitude_mask(to_groups(w, m), n), w.shape)
+        assert got.dtype == torch.bool and torch.equal(got, want), (shape, n, m)
+    assert (m <= PAIRWISE_MAX_M) == (m in (4, 8))
