@@ -80,7 +80,13 @@ def axis_soft_mask(magnitude: torch.Tensor, below: int, tau: float) -> torch.Ten
         raise ValueError(f'`below` must be in [1, {length}), got {below}')
     x = magnitude.detach().to(torch.float32)
     low = torch.kthvalue(x, below, dim=1, keepdim=True).values
-    high = torch.kthvalue(x, below + 1, dim=1, keepdim=True).values
+    # the (below + 1)-th smallest without a second selection: ``low`` again when more
+    # than ``below`` entries are <= it (a tie across the two ranks), else the smallest
+    # entry above it
+    above = x > low
+    next_up = torch.where(above, x, float('inf')).amin(dim=1, keepdim=True)
+    tied = (x.shape[1] - above.sum(dim=1, keepdim=True)) > below
+    high = torch.where(tied, low, next_up)
     threshold = (low + high) / 2.0
     soft = torch.sigmoid((x - threshold) / tau)
     return torch.where(x > threshold, soft, torch.zeros_like(soft))

@@ -53,14 +53,22 @@ PAIRWISE_MAX_M = 8
 ARGMAX_ROUNDS_MAX_N = 4
 
 
-def _pairwise_topn(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    """Top-``n`` ``|w|`` of every group by pairwise ranks, in the weight's own layout: the
-    groups of ``[O, I, ...]`` are the ``m`` slices ``[:, :, j]`` of its ``[O, I / m, m,
-    K]`` view. An entry's rank is how many of its group beat it (larger, or equal and
-    earlier: the stable sort's order); it is kept iff its rank is below ``n``."""
-    o, i = weight.shape[:2]
-    a = weight.detach().abs().view(o, i // m, m, -1)  # contiguous, the weight's layout
-    cols = [a[:, :, j] for j in range(m)]
+def pairwise_topn_along(a: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    """Bool: the top ``n`` of every group of entries along ``dim`` of ``a``, ranked by
+    pairwise comparisons of its slices (an entry's rank is how many of its group beat it:
+    larger, or equal and earlier, the stable sort's order; kept iff below ``n``).
+    ``M (M - 1) / 2`` comparisons, each over ``1 / M`` of ``a`` (``M = a.shape[dim]``).
+
+    Args:
+        a (Tensor): The values ranked (larger first).
+        n (int): Entries kept per group.
+        dim (int): The dimension that runs over the ``M`` entries of a group.
+
+    Returns:
+        Tensor: Bool, shaped like ``a``.
+    """
+    m = a.shape[dim]
+    cols = a.unbind(dim)
     rank = [torch.zeros(cols[0].shape, dtype=torch.uint8, device=a.device)
             for _ in range(m)]
     for p in range(m):
@@ -68,7 +76,7 @@ def _pairwise_topn(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
             earlier_wins = cols[p] >= cols[q]
             rank[q] += earlier_wins
             rank[p] += ~earlier_wins
-    return torch.stack([r < n for r in rank], dim=2).view(weight.shape)
+    return torch.stack([r < n for r in rank], dim=dim)
 
 
 def topn_magnitude_mask_like(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -92,8 +100,10 @@ def topn_magnitude_mask_like(weight: torch.Tensor, n: int, m: int) -> torch.Tens
                          f'by {m}, got {tuple(shape)}')
     if m <= FUSED_MAX_M and weight.is_contiguous() and fused_available(weight.device):
         return topn_mask_fused(weight, n, m)  # one compiled pass (nm/kernels.py)
-    if m <= PAIRWISE_MAX_M and weight.is_contiguous():
-        return _pairwise_topn(weight, n, m)
+    if m <= PAIRWISE_MAX_M and weight.is_contiguous():  # groups: dim 2 of this view
+        o, i = shape[:2]
+        a = weight.detach().abs().view(o, i // m, m, -1)
+        return pairwise_topn_along(a, n, dim=2).view(shape)
     a = to_groups(weight.detach(), m).abs()  # a new tensor: free to overwrite
     if n > ARGMAX_ROUNDS_MAX_N:
         return from_groups(topn_magnitude_mask(a, n), shape)

@@ -16,6 +16,7 @@ from typing import Optional, Tuple
 import torch
 
 from .kernels import fused_available, rank_mask_fused
+from .masks import pairwise_topn_along
 
 #: Up to this M, :func:`output_dim_nm_mask` ranks by ``M (M - 1)`` element-wise comparisons
 #: of contiguous slices instead of sorting along the (strided) group dimension (much
@@ -84,13 +85,7 @@ def output_dim_nm_mask(weight: torch.Tensor, n: int, m: int, perm: torch.Tensor,
     elif fused_available(a.device):  # the same rank, one compiled pass (nm/kernels.py)
         mask = rank_mask_fused(a, n)
     else:  # rank = how many of the group beat an entry (ties: the earlier one wins)
-        mask = torch.empty_like(a, dtype=torch.bool)
-        for j in range(m):
-            rank = torch.zeros_like(a[:, j], dtype=torch.uint8)
-            for i in range(m):
-                if i != j:
-                    rank += (a[:, i] >= a[:, j]) if i < j else (a[:, i] > a[:, j])
-            mask[:, j] = rank < n
+        mask = pairwise_topn_along(a, n, dim=1)
     return _unpermute(mask, perm, weight.shape)
 
 

@@ -147,3 +147,18 @@ def test_topn_mask_like_every_path_equals_the_stable_sort(shape, n, m):
         want = from_groups(topn_magnitude_mask(to_groups(w, m), n), w.shape)
         assert got.dtype == torch.bool and torch.equal(got, want), (shape, n, m)
     assert (m <= PAIRWISE_MAX_M) == (m in (4, 8))
+
+
+@pytest.mark.parametrize('below', [1, 5, 18, 36])
+def test_axis_soft_mask_threshold_is_the_mean_of_the_two_order_statistics(below):
+    """One selection (``kthvalue``) plus the next value up gives the threshold of two
+    selections, ties across the two ranks and all-equal rows included."""
+    from lbc_mmdet.nm import axis_soft_mask
+    g = torch.Generator().manual_seed(0)
+    for x in (torch.rand(50, 37, generator=g),
+              torch.randint(0, 4, (50, 37), generator=g).float(), torch.zeros(3, 37)):
+        low = torch.kthvalue(x, below, dim=1, keepdim=True).values
+        high = torch.kthvalue(x, below + 1, dim=1, keepdim=True).values
+        th = (low + high) / 2
+        want = torch.where(x > th, torch.sigmoid((x - th) / 0.1), torch.zeros_like(x))
+        assert torch.equal(axis_soft_mask(x, below, 0.1), want)
