@@ -4,9 +4,9 @@
 # and after the suite's 50-iteration fine-tune. The protocol, data, pre-training and dense
 # row are the core file's (demo_table2.py), reused.
 #
-# DATA: the HARD variant, data/demo_coco_hard (see demo_table2.py).
+# DATA: the default bundled shapes, data/demo_coco (see demo_table2.py).
 #
-#   python tools/make_demo_data.py --variant hard
+#   python tools/make_demo_data.py
 #   python tools/run_suite.py configs/suites/demo_table2_oneshot.py
 #       # -> work_dirs/suite/demo_table2_oneshot
 #
@@ -14,9 +14,13 @@
 # rows x 3 seeds = 18 evaluations at ~2.5 min (start-up, calibration, evaluation) = ~45 min;
 # 6 fine-tuned rows x 3 seeds = 18 fine-tunes at ~3.5 min = ~63 min; + ~10 min for the dense
 # row and ~25 min for the pre-training when the core file has not run = at most ~2h25m.
-title = ('Table 2 on the bundled data (hard variant), one-shot pruners with and without '
+title = ('Table 2 on the bundled data, one-shot pruners with and without '
          'fine-tune: Faster R-CNN R50-FPN, 3 paired seeds')
-_base_ = './_base_/demo_finetune_hard.py'
+_base_ = './_base_/demo_finetune.py'
+# demo_table2.py's pre-training (the dense demo detector, 400 iterations)
+pretrain = dict(
+    config='configs/demo/faster_rcnn_r50_fpn_dense_demo.py',
+    work_dir='work_dirs/pretrain/faster_rcnn_r50_fpn_dense_400it')
 work_root = 'work_dirs/suite/demo_table2_oneshot'
 
 _m = 'Faster R-CNN'
@@ -27,7 +31,7 @@ _criteria = [('Magnitude', 'magnitude'), ('Wanda', 'wanda'), ('SparseGPT', 'spar
 suite = [
     dict(label='Dense (continued)', config=_demo.format('dense'), method='dense',
          pattern='-', model=_m, paper=dict(bbox_mAP=37.4),
-         work_dir='work_dirs/suite/demo_table2_hard/dense_continued'),
+         work_dir='work_dirs/suite/demo_table2/dense_continued'),
 ]
 suite += [
     dict(label=f'{name} {pattern} one-shot' + ('' if evaluate_only else ' + fine-tune'),

@@ -4,9 +4,9 @@
 # data, pre-training and dense row are the core file's (demo_table2.py): its dense row's work
 # dirs are reused (trained here only if the core file has not run).
 #
-# DATA: the HARD variant, data/demo_coco_hard (see demo_table2.py).
+# DATA: the default bundled shapes, data/demo_coco (see demo_table2.py).
 #
-#   python tools/make_demo_data.py --variant hard
+#   python tools/make_demo_data.py
 #   python tools/run_suite.py configs/suites/demo_table2_patterns.py
 #       # -> work_dirs/suite/demo_table2_patterns
 #
@@ -14,9 +14,13 @@
 # 3 seeds = 27 fine-tunes at ~3.5 min (SR-STE rows ~5 min; the per-run figures of
 # demo_table2.py) -> 18 x 3.5 + 9 x 5 = ~110 min; + ~10 min for the dense row and + ~25 min
 # for the pre-training when the core file has not run = at most ~2h25m in one sitting.
-title = ('Table 2 on the bundled data (hard variant), other patterns and the Table 5 '
+title = ('Table 2 on the bundled data, other patterns and the Table 5 '
          'control: Faster R-CNN R50-FPN, fine-tuned from one dense detector, 3 paired seeds')
-_base_ = './_base_/demo_finetune_hard.py'
+_base_ = './_base_/demo_finetune.py'
+# demo_table2.py's pre-training (the dense demo detector, 400 iterations)
+pretrain = dict(
+    config='configs/demo/faster_rcnn_r50_fpn_dense_demo.py',
+    work_dir='work_dirs/pretrain/faster_rcnn_r50_fpn_dense_400it')
 work_root = 'work_dirs/suite/demo_table2_patterns'
 
 _m = 'Faster R-CNN'
@@ -31,7 +35,7 @@ _gradual = {'model.backbone.conv_cfg.gradual': True}
 suite = [
     dict(label='Dense (continued)', config=_demo.format('dense'), method='dense',
          pattern='-', model=_m, paper=dict(bbox_mAP=37.4),
-         work_dir='work_dirs/suite/demo_table2_hard/dense_continued'),
+         work_dir='work_dirs/suite/demo_table2/dense_continued'),
     dict(label='SR-STE 1:4', config=_demo.format('srste_2of4'), method='srste',
          pattern='1:4', model=_m, cfg_options=_1of4),
     dict(label='LBC 1:4', config=_demo.format('lbc_2of4'), method='lbc', pattern='1:4',

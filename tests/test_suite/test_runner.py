@@ -421,14 +421,14 @@ def test_suite_files_load(name):
         elif name == 'demo_table2_asp_bame.py':
             assert labels == ['Dense (continued)', 'ASP 2:4', 'BAME 2:4', 'ASP 1:16',
                               'BAME 1:16']
-            assert suite.runs[0].work_dir == 'work_dirs/suite/demo_table2_hard/dense_continued'
+            assert suite.runs[0].work_dir == 'work_dirs/suite/demo_table2/dense_continued'
         elif name == 'demo_table2_oneshot.py':  # 3 pruners x 2 patterns x (0 or 50 it)
             assert len(labels) == 13 and labels[0] == 'Dense (continued)'
             assert [r.evaluate_only for r in suite.runs].count(True) == 6
             assert ('SparseGPT 2:4 one-shot', 'Magnitude 2:4 one-shot') in suite.comparisons
             assert {r.cfg_options['model.backbone.conv_cfg.criterion']
                     for r in suite.runs[1:]} == {'magnitude', 'wanda', 'sparsegpt'}
-            assert suite.runs[0].work_dir == 'work_dirs/suite/demo_table2_hard/dense_continued'
+            assert suite.runs[0].work_dir == 'work_dirs/suite/demo_table2/dense_continued'
         elif name == 'demo_table3_asp_bame.py':
             assert labels == ['Dense (continued)', 'ASP 2:4', 'BAME 2:4']
             assert suite.runs[0].work_dir == 'work_dirs/suite/demo_table3/dense_continued'
@@ -439,7 +439,7 @@ def test_suite_files_load(name):
                 f'{m} 2:8' for m in ('SR-STE', 'LBC', 'ASP', 'BAME')]
             assert suite.runs[5].cfg_options['model.backbone.conv_cfg.gradual'] is True
             # the core file's dense row is reused
-            assert suite.runs[0].work_dir == 'work_dirs/suite/demo_table2_hard/dense_continued'
+            assert suite.runs[0].work_dir == 'work_dirs/suite/demo_table2/dense_continued'
         else:
             assert labels == ['Dense (continued)', 'SR-STE 2:4', 'LBC 2:4', 'Bi-Mask 2:4',
                               'MaxQ 2:4']
@@ -458,15 +458,17 @@ def test_suite_files_load(name):
         for r in suite.runs:
             for key, value in base.items():
                 assert r.cfg_options[key] == value, (r.label, key)
-        # the data each file uses: Table 2's files the hard variant (data, 7 classes, its own
-        # pre-training), the others the default shapes
-        hard = name.startswith('demo_table2')
+        # every bundled fine-tune suite uses the default shapes (the hard variant's dense
+        # detector stays near mAP 0.05: demo_table2.py), and Table 2's files share the
+        # 400-iteration dense demo detector as their pre-training
         for opts in [r.cfg_options for r in suite.runs] + [suite.pretrain.cfg_options]:
-            assert (opts.get('val_dataloader.dataset.data_root') == 'data/demo_coco_hard/'
-                    and opts.get('model.roi_head.bbox_head.num_classes') == 7) == hard
-        assert ('HARD variant' in suite.note) == hard and 'NOT COCO' in suite.note
-        if hard:
-            assert suite.pretrain.cfg_options['train_cfg.max_iters'] == 600
+            assert 'val_dataloader.dataset.data_root' not in opts
+            assert 'model.roi_head.bbox_head.num_classes' not in opts
+        assert 'HARD variant' not in suite.note and 'NOT COCO' in suite.note
+        if name.startswith('demo_table2'):
+            assert suite.pretrain.work_dir == ('work_dirs/pretrain/'
+                                               'faster_rcnn_r50_fpn_dense_400it')
+            assert suite.pretrain.config.endswith('faster_rcnn_r50_fpn_dense_demo.py')
     if name == 'smoke.py':
         assert suite.protocol == 'finetune' and len(suite.runs) == 2 and len(
             suite.seeds) == 2
