@@ -12,9 +12,9 @@ What is fused (each kernel reads its inputs once and writes its outputs once):
   output-channel groups of a transposed mask);
 - :func:`decay_pruned_fused`: ``grad + decay * w`` outside the kept weights, ``grad``
   on them (the sparse-refined decay's backward);
-- :func:`candidate_grad_fused`: LBC-style straight-through gradients: ``grad * mask``
-  for the weight and, for every candidate subset of a group, the sum of
-  ``grad * weight`` over its members where the candidate is alive.
+- :func:`candidate_grad_fused`: the straight-through gradients of learned candidate
+  subsets: ``grad * mask`` for the weight and, for every candidate subset of a group,
+  the sum of ``grad * weight`` over its members where the candidate is alive.
 
 Control (environment variable ``LBC_MMDET_COMPILE``, or :func:`set_compile_mode`):
 
