@@ -26,7 +26,14 @@ CONVENTIONS: Tuple[str, ...] = ('hardware', 'paper')
 
 
 def check_convention(convention: str) -> str:
-    """``convention`` if it is one of :data:`CONVENTIONS` (else ``ValueError``)."""
+    """``convention`` if it is one of :data:`CONVENTIONS` (else ``ValueError``).
+
+    Args:
+        convention (str): The convention's name.
+
+    Returns:
+        str: ``convention``.
+    """
     if convention not in CONVENTIONS:
         raise ValueError(f'unknown FLOPs convention {convention!r}; choose from '
                          f'{list(CONVENTIONS)}')
@@ -35,7 +42,15 @@ def check_convention(convention: str) -> str:
 
 def check_densities(densities: Mapping[str, float], name: str = 'layer') -> Dict[str, float]:
     """Validate what ``nm_train_densities()`` returned: the three passes, each in
-    ``[0, 1]``. Returns a plain ``dict`` of floats."""
+    ``[0, 1]``. Returns a plain ``dict`` of floats.
+
+    Args:
+        densities (Mapping[str, float]): The returned densities.
+        name (str): The layer, named in the errors. Defaults to ``'layer'``.
+
+    Returns:
+        dict[str, float]: pass -> density.
+    """
     missing = [p for p in PASSES if p not in densities]
     if missing:
         raise ValueError(f'{name}: nm_train_densities() must return the keys {PASSES}, '
@@ -52,7 +67,16 @@ def layer_densities(module: nn.Module, name: str = 'layer',
                     convention: str = 'hardware') -> Optional[Dict[str, float]]:
     """The module's densities under ``convention`` (see the module docstring), or None
     when the convention does not count the layer (``paper``: anything but an eligible
-    sparse layer)."""
+    sparse layer).
+
+    Args:
+        module (nn.Module): A counted layer.
+        name (str): The layer, named in the errors. Defaults to ``'layer'``.
+        convention (str): One of :data:`CONVENTIONS`. Defaults to ``'hardware'``.
+
+    Returns:
+        dict[str, float] or None: pass -> density, or None.
+    """
     eligible = bool(getattr(module, 'nm_eligible', False))
     if convention == 'paper' and not eligible:
         return None
@@ -66,7 +90,14 @@ def layer_densities(module: nn.Module, name: str = 'layer',
 def layer_group(module: nn.Module) -> str:
     """Group name of a layer for the per-method breakdown: ``'<method> <N>:<M>'`` for an
     eligible sparse layer (``'lbc 2:4'``), ``'dense'`` otherwise (plain layers and sparse
-    layers left dense)."""
+    layers left dense).
+
+    Args:
+        module (nn.Module): A counted layer.
+
+    Returns:
+        str: The group name.
+    """
     if getattr(module, 'nm_eligible', False):
         return f'{module.nm_method} {module.nm_n}:{module.nm_m}'
     return 'dense'
@@ -90,7 +121,16 @@ def train_cost(macs: float,
 
 
 def dense_train_cost(macs: float, input_grad: bool = True, weight_grad: bool = True) -> float:
-    """Training multiply-adds of the same layer dense: ``macs * 3`` by default."""
+    """Training multiply-adds of the same layer dense: ``macs * 3`` by default.
+
+    Args:
+        macs (float): Dense forward multiply-adds.
+        input_grad (bool): Count the input-gradient pass. Defaults to True.
+        weight_grad (bool): Count the weight-gradient pass. Defaults to True.
+
+    Returns:
+        float: The multiply-adds.
+    """
     return train_cost(macs, DENSE_DENSITIES, input_grad, weight_grad)
 
 

@@ -241,7 +241,14 @@ class TrainFlopsCounter:
     # ------------------------------------------------------------------ results
     def totals(self, scope: str = 'total') -> _Totals:
         """Cumulative totals of ``'total'`` (every layer), ``'backbone'`` or a group
-        (``'dense'``, ``'lbc 2:4'``, ...)."""
+        (``'dense'``, ``'lbc 2:4'``, ...).
+
+        Args:
+            scope (str): The layers summed. Defaults to ``'total'``.
+
+        Returns:
+            _Totals: Their forward, training and dense-equivalent multiply-adds.
+        """
         out = _Totals()
         for layer in self.layers:
             if (scope == 'total' or
@@ -252,11 +259,26 @@ class TrainFlopsCounter:
 
     def ratio(self, scope: str = 'total') -> float:
         """Cumulative sparse / dense-equivalent training multiply-adds (1.0 before any
-        iteration)."""
+        iteration).
+
+        Args:
+            scope (str): The layers (as :meth:`totals`). Defaults to ``'total'``.
+
+        Returns:
+            float: The ratio.
+        """
         return self.totals(scope).ratio
 
     def summary(self, with_layers: bool = True) -> dict:
-        """Everything as plain, JSON-serialisable values."""
+        """Everything as plain, JSON-serialisable values.
+
+        Args:
+            with_layers (bool): Include one entry per counted layer. Defaults to True.
+
+        Returns:
+            dict: Iterations, convention, the groups present, totals of ``total``, ``backbone``
+            and each group, and (``with_layers``) the layers.
+        """
         groups = sorted({layer.group for layer in self.layers})
         methods = {}
         for g in groups:
@@ -293,7 +315,11 @@ class TrainFlopsCounter:
                             for layer in self.layers if layer.totals.dense_train_macs})
 
     def load_state_dict(self, state: Mapping) -> None:
-        """Restore the totals of :meth:`state_dict` (layers unknown here are ignored)."""
+        """Restore the totals of :meth:`state_dict` (layers unknown here are ignored).
+
+        Args:
+            state (Mapping): A :meth:`state_dict`.
+        """
         self.iterations = int(state.get('iterations', 0))
         saved = state.get('layers', {})
         for layer in self.layers:

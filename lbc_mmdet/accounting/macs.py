@@ -28,7 +28,17 @@ def conv_macs(out_numel: int, in_channels: int, groups: int,
 def transposed_conv_macs(in_numel: int, out_channels: int, groups: int,
                          kernel_size: Iterable[int]) -> int:
     """Dense multiply-adds of a transposed convolution: every input element is multiplied
-    by ``out_channels/groups * prod(k)`` weights."""
+    by ``out_channels/groups * prod(k)`` weights.
+
+    Args:
+        in_numel (int): Elements of the input.
+        out_channels (int): Output channels.
+        groups (int): Convolution groups.
+        kernel_size (Iterable[int]): The kernel's spatial size.
+
+    Returns:
+        int: The multiply-adds.
+    """
     if out_channels % groups:
         raise ValueError(
             f'out_channels={out_channels} is not divisible by groups={groups}')
@@ -36,12 +46,27 @@ def transposed_conv_macs(in_numel: int, out_channels: int, groups: int,
 
 
 def linear_macs(out_numel: int, in_features: int) -> int:
-    """Dense multiply-adds of a linear layer: ``out_numel * in_features``."""
+    """Dense multiply-adds of a linear layer: ``out_numel * in_features``.
+
+    Args:
+        out_numel (int): Elements of the output.
+        in_features (int): Input features.
+
+    Returns:
+        int: The multiply-adds.
+    """
     return int(out_numel) * int(in_features)
 
 
 def is_counted(module: nn.Module) -> bool:
-    """Whether :func:`layer_macs` counts ``module`` (a conv / transposed conv / linear)."""
+    """Whether :func:`layer_macs` counts ``module`` (a conv / transposed conv / linear).
+
+    Args:
+        module (nn.Module): The module.
+
+    Returns:
+        bool: Whether it is counted.
+    """
     return isinstance(module, COUNTED_TYPES)
 
 
@@ -49,6 +74,14 @@ def layer_macs(module: nn.Module, inputs: Tuple, output) -> int:
     """Dense multiply-adds of one call of ``module`` (its forward hook's arguments).
 
     Returns 0 for modules that are not counted or whose output is not a tensor.
+
+    Args:
+        module (nn.Module): The module.
+        inputs (tuple): Its positional inputs.
+        output (Any): Its output.
+
+    Returns:
+        int: The multiply-adds.
     """
     if isinstance(module, nn.Linear):
         if not torch.is_tensor(output):

@@ -35,7 +35,20 @@ def export_checkpoint(config: str, checkpoint: str, out: str,
     """Build the sparse model of ``config``, load ``checkpoint``, fold the masks, drop the
     method state and write ``out`` (loadable with ``weights_only=True`` into the dense
     config's model) and its JSON report (``out + '.json'`` by default). Both files are
-    written atomically. Returns the report.
+    written atomically.
+
+    Args:
+        config (str): The sparse training config (a file or ``mmdet::...``).
+        checkpoint (str): The trained sparse checkpoint.
+        out (str): Where to write the dense checkpoint.
+        report_path (str, optional): Where to write the JSON report. Defaults to
+            ``out + '.json'``.
+        cfg_options (dict, optional): Overrides merged into the config. Defaults to None.
+        logger (str or Logger): Where progress is logged (``print_log``). Defaults to
+            ``'current'``.
+
+    Returns:
+        dict: The export report (layers, sparsity summary, dropped keys, output paths).
 
     Raises:
         ExportRefusedError: A layer is not exactly N:M.

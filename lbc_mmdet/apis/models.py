@@ -22,7 +22,15 @@ from ..utils import strip_prefix
 def build_model(config: str, cfg_options: Optional[dict] = None) -> Tuple[Config,
                                                                           nn.Module]:
     """``(cfg, model)`` of ``config`` (a file or ``mmdet::...``), no weights loaded and no
-    ``init_weights`` (nothing is downloaded)."""
+    ``init_weights`` (nothing is downloaded).
+
+    Args:
+        config (str): A config file or ``mmdet::...`` name.
+        cfg_options (dict, optional): Overrides merged into the config. Defaults to None.
+
+    Returns:
+        tuple[Config, nn.Module]: The loaded config and the model built from it.
+    """
     cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -37,7 +45,15 @@ def build_model(config: str, cfg_options: Optional[dict] = None) -> Tuple[Config
 
 def read_state_dict(checkpoint_path: str) -> Tuple[dict, Dict[str, torch.Tensor]]:
     """``(checkpoint, state_dict)`` of a checkpoint file, loaded safely (``module.``
-    stripped)."""
+    stripped).
+
+    Args:
+        checkpoint_path (str): The checkpoint file.
+
+    Returns:
+        tuple[dict, dict[str, Tensor]]: The checkpoint dict and its state dict (the
+        checkpoint itself when it has no ``state_dict``), ``module.`` prefixes stripped.
+    """
     from mmengine.runner.checkpoint import _load_checkpoint
 
     from ..engine.checkpoint import install_safe_checkpoints
@@ -53,7 +69,16 @@ def read_state_dict(checkpoint_path: str) -> Tuple[dict, Dict[str, torch.Tensor]
 def load_checkpoint_strict(model: nn.Module, checkpoint_path: str, config: str) -> dict:
     """Load ``checkpoint_path`` into ``model`` with ``strict=True``; a mismatch raises an
     :class:`~lbc_mmdet.errors.LBCError` listing the keys (and a hint when only the sparse
-    method's state differs). Returns the checkpoint dict."""
+    method's state differs).
+
+    Args:
+        model (nn.Module): The model to load into.
+        checkpoint_path (str): The checkpoint file.
+        config (str): The config ``model`` was built from (named in the errors).
+
+    Returns:
+        dict: The checkpoint dict.
+    """
     checkpoint, state = read_state_dict(checkpoint_path)
     missing, unexpected = compare_keys(model, state)
     if missing or unexpected:
@@ -86,6 +111,14 @@ def load_dense_model(config: str, checkpoint: str,
     ``config`` may be the dense config or the sparse one (its sparse layers are replaced
     by dense ones); ``checkpoint`` an exported checkpoint or a finished training
     checkpoint of the sparse config (exported in memory).
+
+    Args:
+        config (str): The dense or the sparse config (a file or ``mmdet::...``).
+        checkpoint (str): An exported or a finished training checkpoint.
+        cfg_options (dict, optional): Overrides merged into the config. Defaults to None.
+
+    Returns:
+        nn.Module: The dense model with the checkpoint's weights, in eval mode.
     """
     _, model = build_model(config, cfg_options)
     _, state = read_state_dict(checkpoint)

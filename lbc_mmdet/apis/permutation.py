@@ -106,7 +106,26 @@ def permutation_report(config: Optional[str], checkpoint: Optional[str], n: int 
                        seeds: Sequence[int] = (0, 1, 2), cfg_options: Optional[dict] = None,
                        log=print) -> Dict:
     """:func:`model_report` of ``config`` + ``checkpoint`` (when given; loaded as
-    ``load_dense_model`` does) and :func:`random_report` of ``random_shapes``."""
+    ``load_dense_model`` does) and :func:`random_report` of ``random_shapes``.
+
+    Args:
+        config (str, optional): The model's config; None measures no model.
+        checkpoint (str, optional): The model's checkpoint (with ``config``).
+        n (int): Non-zeros per group. Defaults to 2.
+        m (int): Group size. Defaults to 4.
+        include (Sequence[str]): Patterns of the layer names measured. Defaults to
+            ``('backbone.*', )``.
+        time_limit (float): Seconds of search per matrix. Defaults to 10.0.
+        random_shapes (Sequence): Shapes of the random matrices measured. Defaults to
+            ``()`` (none).
+        seeds (Sequence[int]): Seeds of the random matrices. Defaults to ``(0, 1, 2)``.
+        cfg_options (dict, optional): Overrides merged into the config. Defaults to None.
+        log (callable): Called with one line per searched layer. Defaults to ``print``.
+
+    Returns:
+        dict: The report: ``format``, ``pattern``, ``config``, ``checkpoint``, ``model``
+        and/or ``random`` when measured, and ``seconds``.
+    """
     start = time.time()
     report = dict(format=REPORT_FORMAT, pattern=f'{n}:{m}', config=config,
                   checkpoint=checkpoint)

@@ -35,7 +35,7 @@ class RunProfiler:
     """Cumulative wall-clock timers on a built runner (see module docstring).
 
     Args:
-        runner: A built ``mmengine.runner.Runner`` (before ``train()``).
+        runner (Runner): A built ``mmengine.runner.Runner`` (before ``train()``).
     """
 
     #: report order of the fixed entries

@@ -252,16 +252,35 @@ def run_training_benchmark(config: str,
                            max_others: float = 0.25,
                            weight_side_reps: int = 5,
                            log=print) -> dict:
-    """Run the benchmark on the detector of the dense ``config`` (entries:
-    :func:`benchmark_entries`, all by default) at every input size; write
-    ``results.json`` and ``results.md`` under ``out``. ``goals`` maps an entry, or
-    ``(entry, img_size)``, to the step ratio it should meet. A run says it is not
-    trustworthy when the load average at its start is above ``max_load``, or when other
-    processes (or the hypervisor's steal) took more than ``max_others`` cores on average
-    while it ran (:class:`~lbc_mmdet.benchmark.cpu_use.CpuWatch`; where the platform cannot
-    tell, when the load average at the end less this run's own threads is above
-    ``max_load``). ``weight_side_reps`` > 0 also times what bounds each method's extra
-    cost (:func:`~lbc_mmdet.benchmark.weight_side.weight_side_ms`)."""
+    """Run the benchmark on the detector of the dense ``config`` at every input size; write
+    ``results.json`` and ``results.md`` under ``out``. A run says it is not trustworthy when
+    the load average at its start is above ``max_load``, or when other processes (or the
+    hypervisor's steal) took more than ``max_others`` cores on average while it ran
+    (:class:`~lbc_mmdet.benchmark.cpu_use.CpuWatch`; where the platform cannot tell, when the
+    load average at the end less this run's own threads is above ``max_load``).
+
+    Args:
+        config (str): The dense detector config (a file or ``mmdet::...``).
+        methods (Sequence[str], optional): Entries (:func:`benchmark_entries`). Defaults to all.
+        warmup (int): Rounds discarded before the timed ones. Defaults to 2.
+        iters (int): Rounds timed. Defaults to 5.
+        depth (int): The ResNet depth of the backbone. Defaults to 50.
+        batch_size (int): Images per step. Defaults to 2.
+        img_sizes (Sequence[int]): Input sizes, one table each. Defaults to ``(128, 512)``.
+        removal_reps (int): Repetitions of the mask-update event timing. Defaults to 3.
+        out (str, optional): Folder of the result files. Defaults to None (nothing written).
+        threads (int, optional): torch's thread count. Defaults to None (unchanged).
+        goals (dict, optional): entry or ``(entry, img_size)`` -> the step ratio to meet.
+        event_goal_ms (float, optional): Goal of a mask-update event. Defaults to 50.0.
+        max_load (float): Highest trustworthy load average. Defaults to 1.5.
+        max_others (float): Most cores others may take on average. Defaults to 0.25.
+        weight_side_reps (int): > 0: also time what bounds each method's extra cost
+            (:func:`~lbc_mmdet.benchmark.weight_side.weight_side_ms`). Defaults to 5.
+        log (callable): Called with progress lines. Defaults to ``print``.
+
+    Returns:
+        dict: The results (``results.json``'s content and its ``markdown``).
+    """
     if threads:
         torch.set_num_threads(threads)
     load_start = load_average()

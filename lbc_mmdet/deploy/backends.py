@@ -49,7 +49,15 @@ def semi_structured_constraints(dtype: torch.dtype,
                                 backend: str = 'cusparselt') -> Optional[Tuple[int, int]]:
     """``(row_multiple, col_multiple)`` the sparse operand of ``backend``'s 2:4 kernel must
     have for ``dtype`` (PyTorch's ``_DTYPE_SHAPE_CONSTRAINTS``), or None when the backend
-    has no 2:4 kernel for that dtype."""
+    has no 2:4 kernel for that dtype.
+
+    Args:
+        dtype (torch.dtype): The compute dtype.
+        backend (str): One of :data:`BACKENDS`. Defaults to ``'cusparselt'``.
+
+    Returns:
+        tuple[int, int] or None: The row and column multiples, or None.
+    """
     if backend not in BACKENDS:
         raise ValueError(f'unknown backend {backend!r}; choose from {BACKENDS}')
     if dtype not in ACCELERATED_DTYPES:
@@ -65,7 +73,14 @@ def semi_structured_constraints(dtype: torch.dtype,
 
 
 def semi_structured_support(device: Optional[torch.device] = None) -> Tuple[bool, str]:
-    """Whether this process can run 2:4 semi-structured kernels, and a one-line why."""
+    """Whether this process can run 2:4 semi-structured kernels, and a one-line why.
+
+    Args:
+        device (torch.device, optional): The CUDA device. Defaults to None (the current one).
+
+    Returns:
+        tuple[bool, str]: Whether it can, and the GPU's name or why not.
+    """
     if not torch.cuda.is_available():
         return False, 'no CUDA GPU available'
     idx = (torch.device(device).index if device is not None else None)

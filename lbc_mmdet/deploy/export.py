@@ -95,7 +95,14 @@ def nonfinite_tensors(model: nn.Module) -> List[Tuple[str, int]]:
 
 def unfinished_layers(model: nn.Module) -> List[Tuple[str, str]]:
     """``(name, why)`` of every eligible sparse layer whose mask does not keep exactly N of
-    every M (``nm_is_exact()`` is False): an export would not be N:M."""
+    every M (``nm_is_exact()`` is False): an export would not be N:M.
+
+    Args:
+        model (nn.Module): A model holding sparse layers.
+
+    Returns:
+        list[tuple[str, str]]: The unfinished layers' names and why, in module order.
+    """
     out = []
     for name, layer in sparse_layers(model):
         if not layer.nm_eligible or layer.nm_is_exact():
@@ -263,6 +270,9 @@ def strip_sparse_layers(model: nn.Module) -> List[str]:
     :func:`export_sparse_state_dict` writes. Masks are *not* folded: load an exported
     state dict into the result, or fold first.
 
+    Args:
+        model (nn.Module): The model, modified in place.
+
     Returns:
         list[str]: Names of the replaced layers.
     """
@@ -286,7 +296,15 @@ def strip_sparse_layers(model: nn.Module) -> List[str]:
 
 def compare_keys(model: nn.Module,
                  state_dict: Dict[str, Any]) -> Tuple[List[str], List[str]]:
-    """``(missing, unexpected)`` keys of ``state_dict`` with respect to ``model``."""
+    """``(missing, unexpected)`` keys of ``state_dict`` with respect to ``model``.
+
+    Args:
+        model (nn.Module): The model.
+        state_dict (dict): The state dict to load into it.
+
+    Returns:
+        tuple[list[str], list[str]]: The sorted missing and unexpected keys.
+    """
     own = set(model.state_dict().keys())
     given = set(state_dict.keys())
     return sorted(own - given), sorted(given - own)

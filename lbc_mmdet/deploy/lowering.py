@@ -91,8 +91,11 @@ class GemmPlan:
     notes: List[str] = field(default_factory=list)
 
     def gemm_shape(self, input_shape: Sequence[int]) -> Dict[str, int]:
-        """``{'M', 'K', 'N'}`` of the GEMM for an input of ``input_shape`` (``[B, C, H, W]``
-        for a conv, ``[..., K]`` for a linear)."""
+        """``{'M', 'K', 'N'}`` of the GEMM for an input of ``input_shape``.
+
+        Args:
+            input_shape (Sequence[int]): ``[B, C, H, W]`` (conv) or ``[..., K]`` (linear).
+        """
         if self.kind == 'linear':
             return dict(M=self.M, K=self.K, N=int(math.prod(input_shape[:-1])))
         b, _, h, w = input_shape
@@ -206,6 +209,15 @@ def im2col(x: torch.Tensor, kernel_size: _IntPair, stride: _IntPair = 1,
 
     ``im2col(x, ...)[0] @ gemm_matrix(w).t()`` equals ``F.conv2d(x, w, ...)`` reshaped to
     ``[B * Ho * Wo, O]``.
+
+    Args:
+        x (Tensor): ``[B, C, H, W]`` input.
+        kernel_size (int or tuple[int, int]): The conv's kernel size.
+        stride, padding, dilation (int or tuple[int, int]): The conv's stride, padding and
+            dilation. Defaults to 1, 0 and 1.
+
+    Returns:
+        tuple[Tensor, tuple[int, int]]: The columns and ``(Ho, Wo)``.
     """
     kh, kw = _pair(kernel_size)
     b, c, h, w = x.shape
@@ -257,14 +269,21 @@ class LoweredConv2d(nn.Module):
                               if bias is not None else None)
 
     def convert_weight(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """Replace the GEMM weight by ``fn(gemm_weight)`` (e.g.
-        :func:`to_semi_structured`)."""
+        """Replace the GEMM weight by ``fn(gemm_weight)``.
+
+        Args:
+            fn (callable): Maps the GEMM weight to its replacement, e.g.
+                :func:`to_semi_structured`.
+        """
         self.gemm_weight = fn(self.gemm_weight)
 
     def gemm_input(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """The dense GEMM operand and ``(Ho, Wo)``: ``X`` ``[B * Ho * Wo, K (+ pad_cols)]``
-        (``'dense_first'``) or ``X^T`` ``[K (+ pad_cols), B * Ho * Wo]``
-        (``'sparse_first'``)."""
+        (``'dense_first'``) or ``X^T`` ``[K (+ pad_cols), B * Ho * Wo]`` (``'sparse_first'``).
+
+        Args:
+            x (Tensor): ``[B, C, H, W]`` input.
+        """
         if self.order == 'sparse_first':
             return self._gemm_input_t(x)
         if self.kind == 'conv_im2col':
@@ -301,12 +320,21 @@ class LoweredConv2d(nn.Module):
 
     def gemm(self, operand: torch.Tensor) -> torch.Tensor:
         """The bare GEMM on :meth:`gemm_input`'s operand: ``[N, M (+ pad_rows)]``
-        (``'dense_first'``) or ``[M (+ pad_rows), N]`` (``'sparse_first'``)."""
+        (``'dense_first'``) or ``[M (+ pad_rows), N]`` (``'sparse_first'``).
+
+        Args:
+            operand (Tensor): :meth:`gemm_input`'s operand.
+        """
         if self.order == 'sparse_first':
             return torch.mm(self.gemm_weight, operand)
         return F.linear(operand, self.gemm_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution of ``x``: ``[B, O, Ho, Wo]`` (channels-last or channel-major).
+
+        Args:
+            x (Tensor): ``[B, C, H, W]`` input.
+        """
         b, o = x.shape[0], self.out_channels
         operand, (ho, wo) = self.gemm_input(x)
         if self.order == 'sparse_first':
@@ -328,7 +356,15 @@ class LoweredConv2d(nn.Module):
 
 
 def plan_model(model: nn.Module, **kwargs) -> List[GemmPlan]:
-    """:func:`plan_layer` for every ``nn.Conv2d`` / ``nn.Linear`` of ``model``."""
+    """:func:`plan_layer` for every ``nn.Conv2d`` / ``nn.Linear`` of ``model``.
+
+    Args:
+        model (nn.Module): The model.
+        **kwargs: Keyword arguments of :func:`plan_layer` (but ``name``).
+
+    Returns:
+        list[GemmPlan]: The plans, in ``named_modules`` order.
+    """
     return [plan_layer(mod, name=name, **kwargs) for name, mod in model.named_modules()
             if isinstance(mod, (nn.Conv2d, nn.Linear))]
 
@@ -336,8 +372,16 @@ def plan_model(model: nn.Module, **kwargs) -> List[GemmPlan]:
 def lower_convs(model: nn.Module, plans: Sequence[GemmPlan],
                 order: str = 'dense_first') -> List[str]:
     """Replace, in place, every conv of ``model`` whose plan is accelerated by a
-    :class:`LoweredConv2d` (with a dense GEMM weight, in ``order``); returns their
-    names."""
+    :class:`LoweredConv2d` (with a dense GEMM weight, in ``order``).
+
+    Args:
+        model (nn.Module): The model, modified in place.
+        plans (Sequence[GemmPlan]): Plans of its layers (:func:`plan_model`).
+        order (str): The GEMM call order. Defaults to ``'dense_first'``.
+
+    Returns:
+        list[str]: Names of the lowered convs.
+    """
     lowered = []
     for plan in plans:
         if not plan.accelerated or plan.kind == 'linear':

@@ -79,7 +79,14 @@ class VerifyResult:
                     hints=self.hints)
 
     def summary(self, max_list: int = 20) -> str:
-        """Human-readable summary (the offending layers first)."""
+        """Human-readable summary (the offending layers first).
+
+        Args:
+            max_list (int): Most offending and skipped weights listed. Defaults to 20.
+
+        Returns:
+            str: The summary (several lines).
+        """
         lines = []
         pattern = f'{self.n}:{self.m}'
         numel = sum(c.numel for c in self.checked)

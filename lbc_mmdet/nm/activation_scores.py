@@ -15,7 +15,15 @@ from .masks import topn_magnitude_mask
 
 def activation_scores(matrix: torch.Tensor, column_norms: torch.Tensor) -> torch.Tensor:
     """``|W| * ||x||`` of an ``[O, cols]`` weight matrix and its ``[cols]`` input column
-    norms."""
+    norms.
+
+    Args:
+        matrix (Tensor): ``[O, cols]`` weight matrix (:func:`weight_matrix`).
+        column_norms (Tensor): ``[cols]`` input column norms ``||x_j||_2``.
+
+    Returns:
+        Tensor: ``[O, cols]`` float32 scores.
+    """
     if column_norms.shape != matrix.shape[1:]:
         raise ValueError(f'expected {matrix.shape[1]} column norms, got '
                          f'{tuple(column_norms.shape)}')
@@ -25,7 +33,17 @@ def activation_scores(matrix: torch.Tensor, column_norms: torch.Tensor) -> torch
 def activation_score_mask(matrix: torch.Tensor, column_norms: torch.Tensor, n: int,
                           m: int) -> torch.Tensor:
     """Bool ``[O, cols]`` mask keeping, in every group of ``m`` contiguous columns of each
-    row, the ``n`` weights of highest ``|w| * ||x||`` (ties: lowest index first)."""
+    row, the ``n`` weights of highest ``|w| * ||x||`` (ties: lowest index first).
+
+    Args:
+        matrix (Tensor): ``[O, cols]`` weight matrix, ``cols % m == 0``.
+        column_norms (Tensor): ``[cols]`` input column norms.
+        n (int): Non-zeros per group.
+        m (int): Group size.
+
+    Returns:
+        Tensor: ``[O, cols]`` bool mask.
+    """
     if matrix.shape[1] % m:
         raise ValueError(f'{matrix.shape[1]} columns are not divisible by M={m}')
     scores = activation_scores(matrix, column_norms)

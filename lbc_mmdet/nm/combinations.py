@@ -49,7 +49,15 @@ def validate_pattern(n: int, m: int, max_combinations: int = MAX_COMBINATIONS) -
 
 
 def num_combinations(n: int, m: int) -> int:
-    """``comb(m, n)``: the number of candidate subsets of one group."""
+    """``comb(m, n)``: the number of candidate subsets of one group.
+
+    Args:
+        n (int): Non-zeros kept per group.
+        m (int): Group size.
+
+    Returns:
+        int: ``comb(m, n)``.
+    """
     return math.comb(m, n)
 
 
@@ -64,5 +72,15 @@ def _table(n: int, m: int) -> torch.Tensor:
 
 def combination_table(n: int, m: int, device=None) -> torch.Tensor:
     """Membership table ``[C, M]`` (bool): ``table[j, i]`` iff weight ``i`` is in
-    candidate ``j``."""
+    candidate ``j``.
+
+    Args:
+        n (int): Non-zeros kept per group.
+        m (int): Group size.
+        device (torch.device or str, optional): Where the table goes. Defaults to None (a
+            CPU copy).
+
+    Returns:
+        Tensor: ``[comb(m, n), m]`` bool membership table.
+    """
     return _table(n, m).to(device) if device is not None else _table(n, m).clone()

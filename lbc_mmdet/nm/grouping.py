@@ -26,7 +26,15 @@ def group_size_error(shape: Sequence[int], m: int, groups: int = 1) -> Optional[
 
 
 def num_groups(shape: Sequence[int], m: int) -> int:
-    """Number of N:M groups of a weight of ``shape``."""
+    """Number of N:M groups of a weight of ``shape``.
+
+    Args:
+        shape (Sequence[int]): The weight's shape.
+        m (int): Group size.
+
+    Returns:
+        int: ``numel // m``.
+    """
     numel = 1
     for s in shape:
         numel *= int(s)
@@ -34,14 +42,30 @@ def num_groups(shape: Sequence[int], m: int) -> int:
 
 
 def to_groups(weight: torch.Tensor, m: int) -> torch.Tensor:
-    """View/copy of ``weight`` as ``[G, M]`` rows (see module docstring)."""
+    """View/copy of ``weight`` as ``[G, M]`` rows (see module docstring).
+
+    Args:
+        weight (Tensor): ``[O, I, kh, kw]`` or 2-D weight, ``I % m == 0``.
+        m (int): Group size.
+
+    Returns:
+        Tensor: ``[G, M]`` groups.
+    """
     if weight.dim() == 4:
         return weight.permute(0, 2, 3, 1).reshape(-1, m)
     return weight.reshape(-1, m)
 
 
 def from_groups(groups: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """Inverse of :func:`to_groups`: ``[G, M]`` rows back to a weight of ``shape``."""
+    """Inverse of :func:`to_groups`: ``[G, M]`` rows back to a weight of ``shape``.
+
+    Args:
+        groups (Tensor): ``[G, M]`` groups.
+        shape (Sequence[int]): The weight's shape.
+
+    Returns:
+        Tensor: A (contiguous, for 4-D) tensor of ``shape``.
+    """
     if len(shape) == 4:
         o, i, kh, kw = shape
         return groups.reshape(o, kh, kw, i).permute(0, 3, 1, 2).contiguous()
@@ -50,7 +74,15 @@ def from_groups(groups: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 
 def assign_groups(weight: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """In place ``weight[...] = from_groups(groups, weight.shape)`` in one strided pass
-    (no intermediate copy); returns ``weight``."""
+    (no intermediate copy); returns ``weight``.
+
+    Args:
+        weight (Tensor): The weight written in place, ``[O, I, kh, kw]`` or 2-D.
+        groups (Tensor): ``[G, M]`` groups of the weight's shape.
+
+    Returns:
+        Tensor: ``weight``.
+    """
     m = groups.shape[-1]
     if weight.dim() == 4:
         o, i, kh, kw = weight.shape
@@ -61,7 +93,16 @@ def assign_groups(weight: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
 
 
 def grouped_product(a: torch.Tensor, b: torch.Tensor, m: int) -> torch.Tensor:
-    """``to_groups(a * b, m)`` in one pass (the product is written in grouped order)."""
+    """``to_groups(a * b, m)`` in one pass (the product is written in grouped order).
+
+    Args:
+        a (Tensor): ``[O, I, kh, kw]`` or 2-D tensor.
+        b (Tensor): A tensor of ``a``'s shape.
+        m (int): Group size.
+
+    Returns:
+        Tensor: ``[G, M]`` groups of the product.
+    """
     if a.dim() == 4:
         o, i, kh, kw = a.shape
         out = torch.empty((o, kh, kw, i), dtype=torch.result_type(a, b), device=a.device)

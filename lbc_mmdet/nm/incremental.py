@@ -26,7 +26,18 @@ INCREMENTAL_SCHEDULES: Tuple[str, ...] = ('linear', 'cos', 'exp')
 
 def remaining_fraction(t: float, ti: float, tf: float, schedule: str = 'linear',
                        exp_rate: float = 1.5) -> float:
-    """``r(t)`` of the module docstring: 1 up to ``ti``, 0 from ``tf`` on."""
+    """``r(t)`` of the module docstring: 1 up to ``ti``, 0 from ``tf`` on.
+
+    Args:
+        t (float): The current time (iteration or epoch).
+        ti (float): Start of the pruning window.
+        tf (float): End of the pruning window.
+        schedule (str): One of :data:`INCREMENTAL_SCHEDULES`. Defaults to ``'linear'``.
+        exp_rate (float): ``k`` of the ``exp`` schedule, > 0. Defaults to 1.5.
+
+    Returns:
+        float: ``r(t)`` in ``[0, 1]``.
+    """
     if schedule not in INCREMENTAL_SCHEDULES:
         raise ValueError(f'unknown incremental schedule {schedule!r}; known: '
                          f'{list(INCREMENTAL_SCHEDULES)}')
@@ -46,7 +57,15 @@ def remaining_fraction(t: float, ti: float, tf: float, schedule: str = 'linear',
 
 def floor_count(value: float, limit: int) -> int:
     """``floor(value)`` clipped to ``[0, limit]``, robust to float error
-    (``0.9999999999999998`` counts 1)."""
+    (``0.9999999999999998`` counts 1).
+
+    Args:
+        value (float): The value to floor.
+        limit (int): Upper bound of the result.
+
+    Returns:
+        int: ``floor(value)`` in ``[0, limit]``.
+    """
     if value <= 0:
         return 0
     return min(int(limit), int(math.floor(value + 1e-9)))
@@ -55,7 +74,19 @@ def floor_count(value: float, limit: int) -> int:
 def incremental_pruned(t: float, ti: float, tf: float, prunable: int,
                        schedule: str = 'linear', exp_rate: float = 1.5) -> int:
     """Weights pruned per group at time ``t``: ``floor(prunable * (1 - r(t)))``, 0 up to
-    ``ti`` and ``prunable`` (``M - N``) from ``tf`` on."""
+    ``ti`` and ``prunable`` (``M - N``) from ``tf`` on.
+
+    Args:
+        t (float): The current time (iteration or epoch).
+        ti (float): Start of the pruning window.
+        tf (float): End of the pruning window.
+        prunable (int): Prunable weights per group, ``M - N``.
+        schedule (str): One of :data:`INCREMENTAL_SCHEDULES`. Defaults to ``'linear'``.
+        exp_rate (float): ``k`` of the ``exp`` schedule, > 0. Defaults to 1.5.
+
+    Returns:
+        int: Weights pruned per group, in ``[0, prunable]``.
+    """
     r = remaining_fraction(t, ti, tf, schedule, exp_rate)
     return floor_count(prunable * (1.0 - r), prunable)
 
@@ -103,6 +134,15 @@ def multi_axis_soft_factor(weight: torch.Tensor, n: int, m: int,
       a Linear weight);
     - kernel axis: each kernel position's ``|w|`` over all filters and input channels
       (``[kh * kw, O * I]``); 0 for a 1x1 convolution and for a Linear weight.
+
+    Args:
+        weight (Tensor): ``[O, I, kh, kw]`` or ``[O, I]`` weight.
+        n (int): Non-zeros per group.
+        m (int): Group size.
+        tau (float): Sigmoid temperature of :func:`axis_soft_mask`.
+
+    Returns:
+        Tensor: float32 factor shaped like ``weight``, in ``[1, 3)``.
     """
     a = weight.detach().abs().to(torch.float32)
     o = a.shape[0]

@@ -116,7 +116,14 @@ class FusedKernel:
 def fused_available(device: torch.device) -> bool:
     """Whether the fused kernels run compiled for tensors on ``device`` (the mode allows
     it and no compile has failed in this process). Callers use their own eager code
-    when it is False."""
+    when it is False.
+
+    Args:
+        device (torch.device): The tensors' device.
+
+    Returns:
+        bool: Whether to call the fused kernels.
+    """
     mode = compile_mode()
     if mode == '0' or _failed is not None or not hasattr(torch, 'compile'):
         return False
@@ -184,7 +191,16 @@ def _grouped_view(weight: torch.Tensor, m: int) -> torch.Tensor:
 def topn_mask_fused(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """Bool top-``n`` ``|w|`` mask of every group of ``m`` input channels, shaped like
     ``weight`` (contiguous, ``[O, I, kh, kw]`` or ``[O, I]``, ``I % m == 0``,
-    ``m <= FUSED_MAX_M``)."""
+    ``m <= FUSED_MAX_M``).
+
+    Args:
+        weight (Tensor): Contiguous ``[O, I, kh, kw]`` or ``[O, I]`` weight.
+        n (int): Non-zeros per group.
+        m (int): Group size.
+
+    Returns:
+        Tensor: Bool mask shaped like ``weight``.
+    """
     o, i = weight.shape[:2]
     w = weight.detach().view(o * (i // m), m, -1)
     return _topn_kernel(w, n).view(weight.shape)
@@ -192,14 +208,32 @@ def topn_mask_fused(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
 
 def rank_mask_fused(blocks: torch.Tensor, n: int) -> torch.Tensor:
     """Bool top-``n`` of every ``[M]`` column of ``[B, M, L]`` non-negative blocks (ties:
-    the earlier entry), ``M <= FUSED_MAX_M``."""
+    the earlier entry), ``M <= FUSED_MAX_M``.
+
+    Args:
+        blocks (Tensor): ``[B, M, L]`` non-negative values.
+        n (int): Entries kept per group.
+
+    Returns:
+        Tensor: ``[B, M, L]`` bool mask.
+    """
     return _rank_kernel(blocks, n)
 
 
 def decay_pruned_fused(grad: torch.Tensor, weight: torch.Tensor, kept: torch.Tensor,
                        decay: float) -> torch.Tensor:
     """``grad`` on ``kept``, ``grad + decay * weight`` elsewhere (same shapes,
-    contiguous)."""
+    contiguous).
+
+    Args:
+        grad (Tensor): The weight's gradient.
+        weight (Tensor): The weight.
+        kept (Tensor): Bool mask of the kept weights.
+        decay (float): Decay of the pruned weights.
+
+    Returns:
+        Tensor: The new gradient, shaped like ``grad``.
+    """
     d = torch.tensor(decay, dtype=grad.dtype, device=grad.device)
     out = _decay_kernel(grad.reshape(-1), weight.reshape(-1), kept.reshape(-1), d)
     return out.view(grad.shape)

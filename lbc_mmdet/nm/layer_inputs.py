@@ -21,14 +21,29 @@ NEEDS = (None, 'norms', 'hessian')
 
 def weight_matrix(weight: torch.Tensor) -> torch.Tensor:
     """``[O, cols]`` matrix of a Conv2d/Linear weight, columns in grouping order (a
-    copy)."""
+    copy).
+
+    Args:
+        weight (Tensor): ``[O, I, kh, kw]`` or ``[O, I]`` weight.
+
+    Returns:
+        Tensor: ``[O, cols]`` matrix.
+    """
     if weight.dim() == 4:
         return weight.detach().permute(0, 2, 3, 1).reshape(weight.shape[0], -1).clone()
     return weight.detach().reshape(weight.shape[0], -1).clone()
 
 
 def matrix_to_weight(matrix: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """Inverse of :func:`weight_matrix`."""
+    """Inverse of :func:`weight_matrix`.
+
+    Args:
+        matrix (Tensor): ``[O, cols]`` matrix.
+        shape (Sequence[int]): The weight's shape.
+
+    Returns:
+        Tensor: Contiguous weight of ``shape``.
+    """
     if len(shape) == 4:
         o, i, kh, kw = shape
         return matrix.reshape(o, kh, kw, i).permute(0, 3, 1, 2).contiguous()
@@ -42,7 +57,18 @@ def _pair(v) -> Tuple[int, int]:
 def conv_input_columns(x: torch.Tensor, kernel_size, stride=1, padding=0,
                        dilation=1) -> torch.Tensor:
     """im2col of a conv input ``[B, I, H, W]`` as ``[B*L, kh*kw*I]`` rows whose columns
-    follow :func:`weight_matrix` (kernel position outer, input channel inner)."""
+    follow :func:`weight_matrix` (kernel position outer, input channel inner).
+
+    Args:
+        x (Tensor): ``[B, I, H, W]`` input.
+        kernel_size (int or tuple[int, int]): The conv's kernel size.
+        stride (int or tuple[int, int]): The conv's stride. Defaults to 1.
+        padding (int or tuple[int, int]): The conv's padding (no string). Defaults to 0.
+        dilation (int or tuple[int, int]): The conv's dilation. Defaults to 1.
+
+    Returns:
+        Tensor: ``[B*L, kh*kw*I]`` columns (``L``: output positions).
+    """
     kh, kw = _pair(kernel_size)
     if isinstance(padding, str):
         raise ValueError(f'string padding {padding!r} is not supported')
@@ -54,7 +80,14 @@ def conv_input_columns(x: torch.Tensor, kernel_size, stride=1, padding=0,
 
 
 def linear_input_columns(x: torch.Tensor) -> torch.Tensor:
-    """A Linear input ``[..., I]`` as ``[rows, I]``."""
+    """A Linear input ``[..., I]`` as ``[rows, I]``.
+
+    Args:
+        x (Tensor): ``[..., I]`` input.
+
+    Returns:
+        Tensor: ``[rows, I]`` view or copy.
+    """
     return x.reshape(-1, x.shape[-1])
 
 
@@ -65,7 +98,9 @@ class InputStatistics:
     Args:
         cols (int): Number of columns.
         need (str): ``'norms'`` (the squared column norms ``sum_rows x_j^2``) or
-            ``'hessian'`` (``X^T X``, whose diagonal gives the norms as well).
+            ``'hessian'`` (``X^T X``, whose diagonal gives the norms as well). Defaults
+            to ``'hessian'``.
+        device (torch.device, optional): Where the statistics live. Defaults to None.
     """
 
     def __init__(self, cols: int, need: str = 'hessian',
@@ -81,7 +116,11 @@ class InputStatistics:
 
     @torch.no_grad()
     def add(self, columns: torch.Tensor) -> None:
-        """Accumulate ``[rows, cols]`` input columns."""
+        """Accumulate ``[rows, cols]`` input columns.
+
+        Args:
+            columns (Tensor): ``[rows, cols]`` input columns.
+        """
         if columns.shape[-1] != self.cols:
             raise ValueError(f'expected {self.cols} columns, got {columns.shape[-1]}')
         x = columns.detach().to(torch.float32)
@@ -106,7 +145,16 @@ def relative_output_error(columns: torch.Tensor, dense: torch.Tensor,
                           pruned: torch.Tensor) -> Tuple[float, float]:
     """``(||(W - W') X||^2, ||W X||^2)`` of one batch of input columns, ``W``/``W'`` as
     :func:`weight_matrix` (the ratio of their sums over batches, square-rooted, is the
-    relative output error)."""
+    relative output error).
+
+    Args:
+        columns (Tensor): ``[rows, cols]`` input columns.
+        dense (Tensor): ``[O, cols]`` dense weight matrix ``W``.
+        pruned (Tensor): ``[O, cols]`` pruned weight matrix ``W'``.
+
+    Returns:
+        tuple[float, float]: The squared error norm and the squared output norm.
+    """
     x = columns.detach().to(torch.float32)
     y = x @ dense.to(torch.float32).t()
     d = x @ (dense - pruned).to(torch.float32).t()

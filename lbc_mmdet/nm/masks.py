@@ -20,7 +20,15 @@ def candidate_mask(alive: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 def candidate_magnitude(groups: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Sum of ``|w|`` over each candidate: ``[G, C]``. A data-driven ranking of the
-    candidates for layers whose scores cannot learn (frozen stages)."""
+    candidates for layers whose scores cannot learn (frozen stages).
+
+    Args:
+        groups (Tensor): ``[G, M]`` weights.
+        table (Tensor): ``[C, M]`` bool membership table (:func:`combination_table`).
+
+    Returns:
+        Tensor: ``[G, C]`` float32 sums.
+    """
     return groups.detach().abs().to(torch.float32) @ table.to(torch.float32).t()
 
 
@@ -117,10 +125,25 @@ def topn_magnitude_mask_like(weight: torch.Tensor, n: int, m: int) -> torch.Tens
 
 
 def count_nonzero_per_group(groups: torch.Tensor) -> torch.Tensor:
-    """Non-zeros of each ``[G, M]`` row."""
+    """Non-zeros of each ``[G, M]`` row.
+
+    Args:
+        groups (Tensor): ``[G, M]`` weights.
+
+    Returns:
+        Tensor: ``[G]`` int64 counts.
+    """
     return (groups != 0).sum(dim=1)
 
 
 def is_nm_sparse(groups: torch.Tensor, n: int) -> bool:
-    """True iff every row of ``groups`` holds at most ``n`` non-zeros."""
+    """True iff every row of ``groups`` holds at most ``n`` non-zeros.
+
+    Args:
+        groups (Tensor): ``[G, M]`` weights.
+        n (int): Non-zeros allowed per group.
+
+    Returns:
+        bool: Whether every group is within ``n`` non-zeros.
+    """
     return bool((count_nonzero_per_group(groups) <= n).all())

@@ -39,6 +39,13 @@ def damped_inverse_cholesky(hessian: torch.Tensor, damp: float) -> torch.Tensor:
     """Upper Cholesky factor ``U`` of ``(H + lambda I)^-1`` (``lambda = damp *
     mean(diag H)``), ``H`` changed in place (dead columns get ``H_jj = 1``).
 
+    Args:
+        hessian (Tensor): ``[cols, cols]`` Hessian ``H``, modified in place.
+        damp (float): Damping, a fraction of the mean diagonal of ``H``.
+
+    Returns:
+        Tensor: ``[cols, cols]`` upper triangular ``U``.
+
     Raises:
         ValueError: ``H + lambda I`` is not positive definite (increase ``damp``).
     """
@@ -63,20 +70,22 @@ def obs_prune(matrix: torch.Tensor, hessian: torch.Tensor, n: int, m: int,
     (module docstring).
 
     Args:
-        matrix: Weights, columns in grouping order (``cols % m == 0``).
-        hessian: ``[cols, cols]`` ``2 X^T X`` of the calibration inputs (any positive
-            scale).
-        n, m: Keep ``n`` of every ``m`` consecutive columns of each row.
-        block_size: Columns per lazy-update block (a multiple of ``m``; clipped to
-            ``cols``).
-        damp: Damping, a fraction of the mean diagonal of ``H``.
-        mask: A fixed bool ``[rows, cols]`` N:M mask to use instead of choosing one (only
-            the update is computed).
-        dtype: Precision of the computation.
+        matrix (Tensor): ``[rows, cols]`` weights, columns in grouping order (``cols % m
+            == 0``).
+        hessian (Tensor): ``[cols, cols]`` ``2 X^T X`` of the calibration inputs (any
+            positive scale).
+        n (int): Weights kept in every ``m`` consecutive columns of each row.
+        m (int): Group size.
+        block_size (int): Columns per lazy-update block (a multiple of ``m``; clipped to
+            ``cols``). Defaults to 128.
+        damp (float): Damping, a fraction of the mean diagonal of ``H``. Defaults to 0.01.
+        mask (Tensor, optional): A fixed bool ``[rows, cols]`` N:M mask to use instead of
+            choosing one (only the update is computed). Defaults to None.
+        dtype (torch.dtype): Precision of the computation. Defaults to ``torch.float64``.
 
     Returns:
-        ``(new matrix, bool mask)``, the matrix in ``matrix``'s dtype with exactly the
-        pruned entries zero.
+        tuple[Tensor, Tensor]: ``(new matrix, bool mask)``, the matrix in ``matrix``'s
+        dtype with exactly the pruned entries zero.
     """
     rows, cols = matrix.shape
     if cols % m:

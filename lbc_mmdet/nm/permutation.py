@@ -74,6 +74,15 @@ class PermutationResult:
         return (self.kept_after - self.kept_before) / room if room > 0 else 0.0
 
     def to_dict(self, with_permutation: bool = False) -> Dict:
+        """The result as plain data (a JSON report entry).
+
+        Args:
+            with_permutation (bool): Include the permutation as a list. Defaults to False.
+
+        Returns:
+            dict: The fields (the permutation only with ``with_permutation``), the
+            pattern, ``gain``, ``efficacy``, ``identity`` and the kept fractions.
+        """
         out = {k: v for k, v in asdict(self).items() if k != 'permutation'}
         out.update(pattern=f'{self.n}:{self.m}', gain=self.gain, efficacy=self.efficacy,
                    identity=self.identity,
@@ -86,7 +95,14 @@ class PermutationResult:
 
 def channel_matrix(weight: torch.Tensor) -> torch.Tensor:
     """The ``[R, I]`` matrix of ``weight`` with one column per input channel (see module
-    docstring)."""
+    docstring).
+
+    Args:
+        weight (Tensor): ``[O, I, kh, kw]`` or ``[O, I]`` weight.
+
+    Returns:
+        Tensor: ``[R, I]`` matrix (``R = O * kh * kw`` for a conv).
+    """
     if weight.dim() == 4:
         return weight.permute(0, 2, 3, 1).reshape(-1, weight.shape[1])
     if weight.dim() == 2:
@@ -111,7 +127,17 @@ def _kept(mat_abs: torch.Tensor, n: int, m: int) -> float:
 def kept_magnitude(weight: torch.Tensor, n: int, m: int,
                    permutation: Optional[torch.Tensor] = None) -> float:
     """Sum of ``|w|`` that top-N magnitude pruning keeps (float64), after permuting the
-    input channels by ``permutation`` (``weight[:, permutation]``) when given."""
+    input channels by ``permutation`` (``weight[:, permutation]``) when given.
+
+    Args:
+        weight (Tensor): ``[O, I, kh, kw]`` or ``[O, I]`` weight, ``I % m == 0``.
+        n (int): Non-zeros per group.
+        m (int): Group size.
+        permutation (Tensor, optional): ``[I]`` input-channel order. Defaults to None.
+
+    Returns:
+        float: The kept magnitude.
+    """
     _check(weight, n, m)
     mat = channel_matrix(weight.detach()).abs().to(torch.float64)
     if permutation is not None:
@@ -120,7 +146,15 @@ def kept_magnitude(weight: torch.Tensor, n: int, m: int,
 
 
 def permute_input_channels(weight: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
-    """``weight`` with its input channels (dim 1) reordered: ``weight[:, permutation]``."""
+    """``weight`` with its input channels (dim 1) reordered: ``weight[:, permutation]``.
+
+    Args:
+        weight (Tensor): A weight with input channels on dim 1.
+        permutation (Tensor): ``[I]`` input-channel order.
+
+    Returns:
+        Tensor: The permuted weight (a copy).
+    """
     return weight.index_select(1, permutation.to(weight.device))
 
 

@@ -21,6 +21,12 @@ ONE_SHOT_CRITERIA: Dict[str, Optional[str]] = dict(
 def criterion_needs(criterion: str) -> Optional[str]:
     """``None``, ``'norms'`` or ``'hessian'``.
 
+    Args:
+        criterion (str): A key of :data:`ONE_SHOT_CRITERIA`.
+
+    Returns:
+        str or None: What the criterion needs from calibration data.
+
     Raises:
         ValueError: Unknown criterion (the message lists the known ones).
     """
@@ -37,6 +43,19 @@ def prune_weight(weight: torch.Tensor, n: int, m: int, criterion: str,
     """``(new weight, bool mask)``, both shaped like ``weight`` (``[O, I, kh, kw]`` or
     ``[O, I]``): exactly N:M in the project's grouping. ``magnitude`` and ``wanda`` keep
     the kept weights' values; ``sparsegpt`` updates them.
+
+    Args:
+        weight (Tensor): ``[O, I, kh, kw]`` or ``[O, I]`` weight.
+        n (int): Non-zeros per group.
+        m (int): Group size.
+        criterion (str): A key of :data:`ONE_SHOT_CRITERIA`.
+        stats (InputStatistics, optional): The layer's input statistics (needed by the
+            data-aware criteria). Defaults to None.
+        damp (float): Damping of the OBS update. Defaults to 0.01.
+        block_size (int): Columns per lazy OBS update block. Defaults to 128.
+
+    Returns:
+        tuple[Tensor, Tensor]: The new weight and its bool mask.
 
     Raises:
         ValueError: Unknown criterion, or statistics missing for it.

@@ -26,7 +26,15 @@ PAIRWISE_MAX_M = 16
 
 def output_group_error(shape, m: int) -> Optional[str]:
     """Why a weight of ``shape`` cannot be grouped by ``m`` along its output channels
-    (``shape[0]``), or None if it can."""
+    (``shape[0]``), or None if it can.
+
+    Args:
+        shape (Sequence[int]): The weight's shape.
+        m (int): Group size.
+
+    Returns:
+        str or None: The reason, or None.
+    """
     if len(shape) < 2:
         return f'weight of rank {len(shape)}'
     if shape[0] % m:
@@ -90,7 +98,16 @@ def output_dim_nm_mask(weight: torch.Tensor, n: int, m: int, perm: torch.Tensor,
 
 
 def output_dim_counts(mask: torch.Tensor, m: int, perm: torch.Tensor) -> torch.Tensor:
-    """True entries of every group of ``m`` permuted output channels: ``[O / m, K]``."""
+    """True entries of every group of ``m`` permuted output channels: ``[O / m, K]``.
+
+    Args:
+        mask (Tensor): Bool ``[O, ...]`` mask.
+        m (int): Group size.
+        perm (Tensor): ``[O]`` output-channel permutation.
+
+    Returns:
+        Tensor: ``[O / m, K]`` counts (``K``: the entries per output channel).
+    """
     return _permuted_blocks(mask.to(torch.int32), m, perm).sum(dim=1)
 
 
@@ -124,7 +141,16 @@ def kept_by_output_groups(keep: torch.Tensor, n: int, m: int,
 def random_permutations(size: int, count: int, seed: int) -> torch.Tensor:
     """``count`` random permutations of ``range(size)`` (``[count, size]``, long, CPU),
     drawn from a generator seeded with ``seed``: the same for the same arguments, on any
-    device and process, whatever the global random state."""
+    device and process, whatever the global random state.
+
+    Args:
+        size (int): Length of each permutation.
+        count (int): Number of permutations.
+        seed (int): Seed of the generator.
+
+    Returns:
+        Tensor: ``[count, size]`` long permutations.
+    """
     gen = torch.Generator(device='cpu')
     gen.manual_seed(int(seed) % (2**63 - 1))
     return torch.stack([torch.randperm(size, generator=gen) for _ in range(count)])

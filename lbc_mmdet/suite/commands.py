@@ -28,7 +28,26 @@ def train_command(run: SuiteRun,
     """The command (and extra environment) that trains ``run`` into ``work_dir``, with
     ``options`` (default: the run's ``cfg_options``) as ``--cfg-options``; with
     ``checkpoint``, the command that only evaluates it with the run's config
-    (``tools/test.py``)."""
+    (``tools/test.py``).
+
+    Args:
+        run (SuiteRun): The run.
+        work_dir (str): Its work dir.
+        launcher (str): One of :data:`LAUNCHERS`. Defaults to ``'none'``.
+        gpus (int): GPUs of the run (``'none'``: 1). Defaults to 1.
+        python (str): The Python interpreter. Defaults to ``sys.executable``.
+        suite_path (str, optional): The suite file (relative configs are found from its
+            folder, :func:`resolve_config`). Defaults to None.
+        partition (str, optional): Slurm partition (needed by ``'slurm'``). Defaults to None.
+        resume (bool): Resume from the work dir's last checkpoint (training only). Defaults
+            to False.
+        options (dict, optional): The ``--cfg-options``. Defaults to None (the run's).
+        checkpoint (str, optional): A checkpoint to evaluate instead of training. Defaults
+            to None.
+
+    Returns:
+        tuple[list[str], dict[str, str]]: The command line and the environment it adds.
+    """
     config = resolve_config(run.config, suite_path)
     module = TEST_MODULE if checkpoint else TRAIN_MODULE
     head = [config] + ([checkpoint] if checkpoint else [])

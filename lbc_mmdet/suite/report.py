@@ -5,12 +5,11 @@ figure beside; the suite's minimal detectable difference; the pairing check),
 ``results.csv`` (every seed, with its bootstrap interval and its row's paired interval) and
 ``results.png`` (mAP against training FLOPs, error bars: the intervals).
 
-The statistics (:mod:`.intervals`, :mod:`lbc_mmdet.utils.stats`): a row's difference to the
-baseline is the mean over the shared seeds of ``row_s - baseline_s`` (the rows of one seed
-see the same data: :mod:`.pairing`), its interval the Student t interval with ``n - 1``
-degrees of freedom, and the verdict -- "better", "worse" or "no difference shown" -- comes
-only from whether that interval excludes 0. With one seed no interval and no verdict.
-"""
+The statistics (:mod:`.intervals`, :mod:`lbc_mmdet.utils.stats`): a row's difference to the baseline
+is the mean over the shared seeds of ``row_s - baseline_s`` (the rows of one seed see the same data:
+:mod:`.pairing`), its interval the Student t interval with ``n - 1`` degrees of freedom, and the
+verdict -- "better", "worse" or "no difference shown" -- comes only from whether that interval
+excludes 0. With one seed no interval and no verdict."""
 import csv
 import math
 import statistics
@@ -122,7 +121,12 @@ class Row:
 
 def group_rows(results: Sequence[RunResult],
                papers: Optional[Dict[str, Dict[str, float]]] = None) -> List[Row]:
-    """The results grouped by (model, label), in order of first appearance."""
+    """The results grouped by (model, label), in order of first appearance.
+
+    Args:
+        results (Sequence[RunResult]): The (run, seed) results.
+        papers (dict, optional): label -> the paper's figures (else each result's own).
+    """
     rows: Dict[Tuple[str, str], Row] = {}
     for r in results:
         row = rows.get((r.model, r.label))
@@ -140,8 +144,13 @@ def has_masks(rows: Sequence[Row]) -> bool:
 
 def table_rows(rows: Sequence[Row], baseline: Optional[str] = None,
                unpaired_seeds: Optional[Dict[str, list]] = None) -> List[List[str]]:
-    """Header and rows of one model's table (see the module docstring); ``unpaired_seeds``:
-    label -> seeds at which the pairing check failed (the difference is marked ``†``)."""
+    """Header and rows of one model's table (see the module docstring).
+
+    Args:
+        rows (Sequence[Row]): The model's rows.
+        baseline (str, optional): Label of the baseline row. Defaults to None.
+        unpaired_seeds (dict, optional): label -> seeds failing the pairing check (``†``).
+    """
     masks = has_masks(rows)
     metrics = TABLE_METRICS if masks else TABLE_METRICS[:1]
     names = dict(bbox_mAP='Box mAP' if masks else 'mAP', segm_mAP='Mask mAP')
@@ -203,8 +212,15 @@ def format_markdown(results: Sequence[RunResult], title: str = 'Benchmark result
                     note: str = '', baseline: Optional[str] = None,
                     protocol: str = '', seeds: Sequence[int] = (),
                     comparisons: Sequence[Tuple[str, str]] = ()) -> str:
-    """``results.md``: one table per model, as the paper's Tables 2 and 3; then the
-    suite's extra paired ``comparisons`` (label A, label B)."""
+    """``results.md``: one table per model, as the paper's Tables 2 and 3; then ``comparisons``.
+
+    Args:
+        results (Sequence[RunResult]): The (run, seed) results.
+        title (str), note (str): The page's title (default ``'Benchmark results'``) and a note.
+        baseline (str, optional): Label of the baseline row. Defaults to None.
+        protocol (str), seeds (Sequence[int]): The suite's, stated under the title (default: none).
+        comparisons (Sequence[tuple[str, str]]): Extra paired comparisons (label A, label B).
+    """
     rows = group_rows(results)
     parts = [f'# {title}', '']
     if note:
@@ -281,7 +297,13 @@ def _interval_values(results: Sequence[RunResult], baseline: Optional[str]
 def write_csv(results: Sequence[RunResult], path: str,
               baseline: Optional[str] = None) -> str:
     """``results.csv``: one row per (run, seed), with its bootstrap interval and its row's
-    paired difference to ``baseline`` (repeated on every seed of the row)."""
+    paired difference to ``baseline`` (repeated on every seed of the row); returns ``path``.
+
+    Args:
+        results (Sequence[RunResult]): The (run, seed) results.
+        path (str): Where to write.
+        baseline (str, optional): Label of the baseline row. Defaults to None.
+    """
     import io
 
     buf = io.StringIO()
@@ -327,11 +349,17 @@ def _error_bar(row: Row, base: Optional[Row], metric: str) -> float:
 
 def plot_results(results: Sequence[RunResult], path: str, title: str = '',
                  baseline: Optional[str] = None) -> Optional[str]:
-    """``results.png``: mAP against the training-FLOPs ratio (paper convention), one
-    panel per model, one marker per method (box mAP filled; mask mAP hollow); error bars:
-    the half-width of each row's paired 95 % interval to ``baseline``, the baseline's own
-    bar its bootstrap interval over validation images. Returns the path, or None when
-    nothing can be drawn."""
+    """``results.png``: mAP against the training-FLOPs ratio (paper convention), one panel per
+    model, one marker per method (box mAP filled; mask mAP hollow); error bars: the half-width
+    of each row's paired 95 % interval to ``baseline``, the baseline's own bar its bootstrap
+    interval over validation images. Returns the path, or None when nothing can be drawn.
+
+    Args:
+        results (Sequence[RunResult]): The (run, seed) results.
+        path (str): Where to write.
+        title (str): The figure's title. Defaults to ``''``.
+        baseline (str, optional): Label of the baseline row. Defaults to None.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

@@ -72,7 +72,14 @@ class RunResult:
 
     def metric(self, name: str) -> Optional[float]:
         """A COCO metric by short name (``'bbox_mAP'``); looks up ``coco/<name>`` first,
-        then any ``<prefix>/<name>``."""
+        then any ``<prefix>/<name>``.
+
+        Args:
+            name (str): The metric's short name.
+
+        Returns:
+            float or None: The metric, or None when it was not logged.
+        """
         if f'coco/{name}' in self.metrics:
             return self.metrics[f'coco/{name}']
         for key, value in self.metrics.items():
@@ -85,6 +92,14 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> 'RunResult':
+        """A result from its :meth:`to_dict` (unknown keys ignored).
+
+        Args:
+            data (dict): The fields, e.g. a ``results.json``.
+
+        Returns:
+            RunResult: The result.
+        """
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -143,12 +158,26 @@ def collect_scalars(work_dir: str) -> Dict[str, float]:
 
 def collect_metrics(work_dir: str) -> Dict[str, float]:
     """The final evaluation metrics of the run: every logged key with a ``/``
-    (``coco/bbox_mAP``, ``coco/segm_mAP_50``, ...). Empty if it was never evaluated."""
+    (``coco/bbox_mAP``, ``coco/segm_mAP_50``, ...). Empty if it was never evaluated.
+
+    Args:
+        work_dir (str): The run's work dir.
+
+    Returns:
+        dict[str, float]: metric key -> its last logged value.
+    """
     return {k: v for k, v in collect_scalars(work_dir).items() if '/' in k}
 
 
 def load_train_flops(work_dir: str) -> Optional[dict]:
-    """The newest ``train_flops.json`` of the run (written when training ends), or None."""
+    """The newest ``train_flops.json`` of the run (written when training ends), or None.
+
+    Args:
+        work_dir (str): The run's work dir.
+
+    Returns:
+        dict or None: The file's content, or None.
+    """
     for d in reversed(log_dirs(work_dir)):
         path = osp.join(d, FLOPS_FILE)
         if osp.isfile(path):
@@ -174,6 +203,17 @@ def collect_run(label: str, work_dir: str, model: str = '', method: str = DENSE,
 
     A dense run without ``train_flops.json`` gets the ratio 1 (it *is* the dense
     equivalent); a sparse one falls back on the last logged ``flops_ratio``.
+
+    Args:
+        label (str): The run's label.
+        work_dir (str): The run's work dir.
+        model (str): The model's name in the tables. Defaults to ``''``.
+        method (str): The method key. Defaults to the dense key (:data:`DENSE`).
+        pattern (str): The N:M pattern shown. Defaults to ``'-'``.
+        config (str): The run's config. Defaults to ``''``.
+
+    Returns:
+        RunResult: The result, status ``'done'`` or ``'missing'``.
     """
     result = RunResult(label=label, model=model, method=method, pattern=pattern,
                        config=config, work_dir=work_dir)
@@ -218,7 +258,14 @@ def training_finished(work_dir: str) -> bool:
 
 
 def read_result(work_dir: str) -> Optional[RunResult]:
-    """The run's ``results.json``, or None if absent or unreadable."""
+    """The run's ``results.json``, or None if absent or unreadable.
+
+    Args:
+        work_dir (str): The run's work dir.
+
+    Returns:
+        RunResult or None: The saved result, or None.
+    """
     data = _read_json(osp.join(work_dir, RESULTS_FILE))
     if data is None:
         return None
@@ -229,7 +276,15 @@ def read_result(work_dir: str) -> Optional[RunResult]:
 
 
 def write_result(result: RunResult, work_dir: Optional[str] = None) -> str:
-    """Write ``results.json`` into the run's work dir; returns its path."""
+    """Write ``results.json`` into the run's work dir; returns its path.
+
+    Args:
+        result (RunResult): The result.
+        work_dir (str, optional): Where to write. Defaults to ``result.work_dir``.
+
+    Returns:
+        str: The path of ``results.json``.
+    """
     work_dir = work_dir or result.work_dir
     os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, RESULTS_FILE)

@@ -1,16 +1,14 @@
-"""Run a benchmark suite: train every (run, seed) with ``python -m lbc_mmdet.cli.train``,
-one after the other (after the dense pre-training of a ``finetune`` suite), then write
-``results.md`` / ``results.csv`` / ``results.png`` (:mod:`lbc_mmdet.suite.report`; the
-suite file format: :mod:`lbc_mmdet.suite.spec`).
+"""Run a benchmark suite: train every (run, seed) with ``python -m lbc_mmdet.cli.train``, one after
+the other (after the dense pre-training of a ``finetune`` suite), then write ``results.md`` /
+``results.csv`` / ``results.png`` (:mod:`lbc_mmdet.suite.report`; the suite file format:
+:mod:`lbc_mmdet.suite.spec`).
 
-Each (run, seed) trains in ``<work_root>/<slug>/seed<seed>`` (``'LBC 2:4'`` ->
-``lbc_2of4``; a run may set ``work_dir``), with ``randomness.seed=<seed>`` and, under
-``finetune``, ``load_from=<the pre-training's last checkpoint>``. Its output is streamed
-and tee'd to ``suite_train.log`` in its work dir, and its collected result saved as
-``results.json`` there. A (run, seed) whose ``results.json`` says ``done`` is skipped
-(``--force`` re-runs it); so is a pre-training whose ``last_checkpoint`` and final
-evaluation exist.
-"""
+Each (run, seed) trains in ``<work_root>/<slug>/seed<seed>`` (``'LBC 2:4'`` -> ``lbc_2of4``; a run
+may set ``work_dir``), with ``randomness.seed=<seed>`` and, under ``finetune``,
+``load_from=<the pre-training's last checkpoint>``. Its output is streamed and tee'd to
+``suite_train.log`` in its work dir, and its collected result saved as ``results.json`` there. A
+(run, seed) whose ``results.json`` says ``done`` is skipped (``--force`` re-runs it); so is a
+pre-training whose ``last_checkpoint`` and final evaluation exist."""
 import os
 import os.path as osp
 import shlex
@@ -139,8 +137,12 @@ class SuiteRunner:
 
     # ------------------------------------------------------------------ where, what
     def work_dir(self, run: SuiteRun, seed: Optional[int] = None) -> str:
-        """``<work_root>/<slug>/seed<seed>`` (the run's own ``work_dir`` replaces the first
-        part)."""
+        """``<work_root>/<slug>/seed<seed>`` (the run's own ``work_dir`` replaces the first part).
+
+        Args:
+            run (SuiteRun): The run.
+            seed (int, optional): The seed; None: the run's own folder. Defaults to None.
+        """
         base = osp.abspath(run.work_dir) if run.work_dir else osp.join(self.work_root,
                                                                        run.slug)
         return base if seed is None else osp.join(base, f'seed{seed}')
@@ -196,6 +198,11 @@ class SuiteRunner:
                 for job in self.jobs()]
 
     def command(self, job: Job) -> Tuple[List[str], Dict[str, str]]:
+        """The job's command line and extra environment (:func:`train_command`).
+
+        Args:
+            job (Job): The job.
+        """
         wd = self.work_dir(job.run, job.seed)
         resume = self.resume and osp.isfile(osp.join(wd, 'last_checkpoint'))
         checkpoint = ((self.pretrain_checkpoint() or '<pretrain-checkpoint>')
@@ -229,7 +236,12 @@ class SuiteRunner:
                 raise
 
     def run_one(self, job: Job, index: int = 1, total: int = 1) -> RunResult:
-        """Train one job, collect and save its result."""
+        """Train one job, collect and save its result.
+
+        Args:
+            job (Job): The job.
+            index (int), total (int): Its place in the plan, for the log. Default to 1.
+        """
         run = job.run
         wd = self.work_dir(run, job.seed)
         os.makedirs(wd, exist_ok=True)
@@ -305,7 +317,11 @@ class SuiteRunner:
                               self.bootstrap_replicates, lambda m: self.say(f'{job.name}: {m}'))
 
     def write_reports(self, results: Sequence[RunResult]) -> Dict[str, Optional[str]]:
-        """Write ``results.md``, ``results.csv`` and ``results.png`` into the work root."""
+        """Write ``results.md``, ``results.csv`` and ``results.png`` into the work root.
+
+        Args:
+            results (Sequence[RunResult]): The results (:meth:`collect`).
+        """
         os.makedirs(self.work_root, exist_ok=True)
         title = self.suite.title or f'Benchmark suite: {self.suite.name}'
         md = osp.join(self.work_root, 'results.md')

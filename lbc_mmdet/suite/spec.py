@@ -109,7 +109,14 @@ class Suite:
 
 def slugify(label: str) -> str:
     """``'LBC 2:4'`` -> ``'lbc_2of4'``, ``'SR-STE 2:8'`` -> ``'srste_2of8'``: a run's
-    work-dir name."""
+    work-dir name.
+
+    Args:
+        label (str): A run's label.
+
+    Returns:
+        str: The slug (``'run'`` when nothing is left).
+    """
     s = re.sub(r'(\d)\s*:\s*(\d)', r'\1of\2', str(label).strip().lower())
     s = s.replace('-', '')
     s = re.sub(r'[^a-z0-9._-]+', '_', s).strip('_.')
@@ -180,6 +187,12 @@ def _pretrain(value, path: str, protocol: str) -> Optional[Pretrain]:
 
 def load_suite(path: str) -> Suite:
     """Read and validate a suite file.
+
+    Args:
+        path (str): A ``.py``, ``.yaml``, ``.yml`` or ``.json`` suite file.
+
+    Returns:
+        Suite: The suite.
 
     Raises:
         SuiteError: No such file, or a malformed suite (the message says which run and
@@ -293,7 +306,15 @@ def format_option_value(value) -> str:
 def cfg_options_to_args(options: Dict[str, object], where: str = 'cfg_options') -> List[str]:
     """``key=value`` strings for ``tools/train.py --cfg-options``; each is checked to parse
     back to the same value (strings with spaces or commas, or that look like numbers,
-    cannot be passed and raise ValueError)."""
+    cannot be passed and raise ValueError).
+
+    Args:
+        options (dict): Options, nested dicts allowed (flattened to dotted keys).
+        where (str): What the error messages name. Defaults to ``'cfg_options'``.
+
+    Returns:
+        list[str]: The ``key=value`` strings.
+    """
     from mmengine.config import DictAction
     args = []
     for key, value in flatten_options(options).items():
@@ -322,7 +343,15 @@ def _same(a, b) -> bool:
 
 def resolve_config(config: str, suite_path: Optional[str] = None) -> str:
     """A run's config path: as given when it exists (from the current folder), else
-    relative to the suite file's folder or one of its parents."""
+    relative to the suite file's folder or one of its parents.
+
+    Args:
+        config (str): The config path as the suite gives it.
+        suite_path (str, optional): The suite file. Defaults to None.
+
+    Returns:
+        str: A path that exists.
+    """
     if osp.isfile(config):
         return config
     tried = [os.getcwd()]

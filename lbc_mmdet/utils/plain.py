@@ -16,6 +16,14 @@ def to_plain(obj: Any, fallback: Optional[Callable[[Any], Any]] = None) -> Any:
     does not know are returned as they are, or passed to ``fallback`` (``str`` for JSON).
     Containers whose content needs no change are returned unchanged, so a model
     ``state_dict`` keeps its ``_metadata``.
+
+    Args:
+        obj (Any): The value.
+        fallback (callable, optional): Applied to the values not known. Defaults to None
+            (kept as they are).
+
+    Returns:
+        Any: The plain value.
     """
     if obj is None or isinstance(obj, torch.Tensor):
         return obj
