@@ -16,15 +16,15 @@ from lbc_mmdet.layers.srste import SRSTEConv2d
 from lbc_mmdet.nm import (
     compile_mode,
     decay_pruned_fused,
+    from_groups,
     fused_available,
+    kernels,
     output_dim_nm_mask,
     set_compile_mode,
+    to_groups,
     topn_magnitude_mask,
     topn_magnitude_mask_like,
-    to_groups,
-    from_groups,
 )
-from lbc_mmdet.nm import kernels
 
 
 @pytest.fixture

@@ -137,8 +137,7 @@ def test_validate_pattern_refuses_huge_score_tables():
 def test_topn_mask_like_every_path_equals_the_stable_sort(shape, n, m):
     """Pairwise ranks (M <= 8), argmax rounds and the sort (M = 16) all choose the
     stable sort's top-N, ties included (few distinct magnitudes)."""
-    from lbc_mmdet.nm import from_groups, to_groups, topn_magnitude_mask, \
-        topn_magnitude_mask_like
+    from lbc_mmdet.nm import from_groups, to_groups, topn_magnitude_mask, topn_magnitude_mask_like
     from lbc_mmdet.nm.masks import PAIRWISE_MAX_M
     g = torch.Generator().manual_seed(0)
     for w in (torch.randn(shape, generator=g),
