@@ -10,6 +10,7 @@ diagnostic point: ``iter``, ``t``, ``methods``, ``start``, ``final``, ``mean`` a
 import glob
 import json
 import os.path as osp
+import textwrap
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..layers import display_name, plot_style
@@ -118,8 +119,8 @@ def plot_mask_evolution(results, path: str, title: str = '') -> Optional[str]:
         ax.set_yscale('symlog', linthresh=1e-4)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
+    if title:  # wrapped to the figure's width, as the results plot's
+        fig.suptitle(textwrap.fill(title, 55 * len(models)), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
