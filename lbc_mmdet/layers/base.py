@@ -215,15 +215,16 @@ class NMSparseMixin:
         return bool(self._nm_update(state)) if self.nm_eligible else False
 
     def nm_calibration_needs(self) -> Optional[str]:
-        """What the layer still needs from calibration data (``CalibrationHook``): None,
-        ``'norms'`` or ``'hessian'`` (:class:`~lbc_mmdet.nm.InputStatistics`); method
-        hook ``_nm_calibration_needs`` (default None)."""
+        """What the layer still needs from ``CalibrationHook``: None (nothing),
+        ``'weights'`` (a call of :meth:`nm_calibrate` without data), ``'norms'`` or
+        ``'hessian'`` (:class:`~lbc_mmdet.nm.InputStatistics`); method hook
+        ``_nm_calibration_needs`` (default None)."""
         need = getattr(self, '_nm_calibration_needs', None)
         return need() if self.nm_eligible and need is not None else None
 
     def nm_calibrate(self, stats) -> bool:
-        """Use the input statistics asked for (method hook ``_nm_calibrate``); True when
-        the mask changed."""
+        """Use the input statistics asked for (None for ``'weights'``; method hook
+        ``_nm_calibrate``); True when the mask changed."""
         return bool(self._nm_calibrate(stats)) if self.nm_eligible else False
 
     @torch.no_grad()

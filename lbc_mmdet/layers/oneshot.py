@@ -81,7 +81,9 @@ class OneShotMixin(FixedMaskMixin):
 
     # ----------------------------------------------------------------- pruning
     def _nm_calibration_needs(self) -> Optional[str]:
-        return None if bool(self.pruned) else criterion_needs(self.criterion)
+        # magnitude needs no data, but is pruned by the calibration hook all the same, so
+        # that an evaluate-only run (tools/test.py, no schedule) evaluates it pruned
+        return None if bool(self.pruned) else (criterion_needs(self.criterion) or 'weights')
 
     @torch.no_grad()
     def _nm_calibrate(self, stats) -> bool:

@@ -146,6 +146,19 @@ def test_uncalibrated_layer_falls_back_to_magnitude():
     assert layer.nm_stats()['fallback'] == 1.0 and not layer.nm_warnings()
     # magnitude itself is no fallback
     mag = toy_model('oneshot', criterion='magnitude').conv2
-    assert mag.nm_calibration_needs() is None
+    assert mag.nm_calibration_needs() == 'weights'  # pruned by the hook, with no data
     mag.nm_update(NMScheduleState(t=1, ti=1, tf=2, iteration=1))
     assert mag.nm_stats()['fallback'] == 0.0 and mag.nm_is_exact()
+    assert mag.nm_calibration_needs() is None  # pruned: nothing more to ask for
+
+
+def test_magnitude_is_pruned_by_the_calibration_call_without_data():
+    """An evaluate-only run has no schedule: the calibration hook's call is what prunes a
+    magnitude layer (stats None), the same mask as the schedule's prune."""
+    layer = toy_model('oneshot', criterion='magnitude').conv2
+    w0 = layer.weight.detach().clone()
+    assert layer.nm_calibration_needs() == 'weights' and not layer.nm_is_exact()
+    assert layer.nm_calibrate(None)
+    _, mask = prune_weight(w0, 2, 4, 'magnitude')
+    assert torch.equal(layer.mask, mask) and layer.nm_is_exact()
+    assert layer.nm_calibration_needs() is None and not layer.nm_calibrate(None)

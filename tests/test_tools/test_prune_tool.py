@@ -135,9 +135,11 @@ def test_help(capsys):
     assert 'sparsegpt' in text and 'wanda' in text and '--calib-batches' in text
 
 
-def test_oneshot_config_evaluates_a_dense_checkpoint_pruned(dense, tmp_path):
+@pytest.mark.parametrize('criterion', ['sparsegpt', 'magnitude'])
+def test_oneshot_config_evaluates_a_dense_checkpoint_pruned(dense, tmp_path, criterion):
     """``tools/test.py`` with the one-shot config and the dense checkpoint: the
-    calibration hook prunes before the test (a suite row with no fine-tune)."""
+    calibration hook prunes before the test (a suite row with no fine-tune), magnitude
+    too, from the weights alone (no schedule runs in a test)."""
     import glob
 
     from lbc_mmdet.cli import test as test_tool
@@ -145,12 +147,15 @@ def test_oneshot_config_evaluates_a_dense_checkpoint_pruned(dense, tmp_path):
                       'faster_rcnn_r50_fpn_oneshot_sparsegpt_2of4_demo.py')
     work = str(tmp_path / 'eval_only')
     opts = dense['opts'] + ['custom_hooks.0.batches=2', 'randomness.seed=1',
-                            'model.backbone.conv_cfg.block_size=64']
+                            'model.backbone.conv_cfg.block_size=64',
+                            f'model.backbone.conv_cfg.criterion={criterion}']
     assert test_tool.cli([config, dense['ckpt'], '--work-dir', work] + opts) == 0
     logs = glob.glob(osp.join(work, '*', '*.log'))
     text = open(logs[0]).read()
     assert 'CalibrationHook: calibrated 52/52 layers' in text
     assert '(seed 1)' in text
+    data = 0 if criterion == 'magnitude' else 52
+    assert f'52 layers ask for calibration, {data} of them for data' in text
     metrics = glob.glob(osp.join(work, '*', '*.json'))
     assert metrics and 'coco/bbox_mAP' in open(metrics[0]).read()
 
@@ -174,7 +179,8 @@ def test_oneshot_config_fine_tunes_from_the_dense_checkpoint(dense, tmp_path):
         'param_scheduler.1.end=1', 'param_scheduler.1.milestones=[1]']
     assert train_tool.cli([config, '--work-dir', work] + opts) == 0
     text = open(glob.glob(osp.join(work, '*', '*.log'))[0]).read()
-    assert 'CalibrationHook: 52 layers ask for calibration; 2 batches of 2 images' in text
+    assert ('CalibrationHook: 52 layers ask for calibration, 52 of them for data; 2 '
+            'batches of 2 images') in text
     assert 'calibrated 52/52 layers' in text
     state = torch.load(osp.join(work, 'iter_1.pth'), map_location='cpu',
                        weights_only=True)['state_dict']

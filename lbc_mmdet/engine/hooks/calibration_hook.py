@@ -2,8 +2,9 @@
 inputs on calibration data, once, at the start of training (or before a test).
 
 It knows no method: it asks every sparse layer what it still needs
-(``layer.nm_calibration_needs()``: ``None``, ``'norms'`` or ``'hessian'``), runs the
-calibration forward passes once for all of them (:mod:`lbc_mmdet.engine.calibration`:
+(``layer.nm_calibration_needs()``: ``None``, ``'weights'`` -- calibrated from its own
+weights, no data --, ``'norms'`` or ``'hessian'``), runs the calibration forward passes
+once for all of those that need data (:mod:`lbc_mmdet.engine.calibration`:
 ``batches`` batches of the training set chosen by ``seed``, default the run's seed), and
 calls ``layer.nm_calibrate(stats)`` on each, in the model's module order.
 
@@ -73,13 +74,18 @@ class CalibrationHook(Hook):
         dataset, collate, batch_size = self._source(runner)
         batch_size = self.batch_size or batch_size
         start = time.time()
-        runner.logger.info(f'CalibrationHook: {len(wanted)} layers ask for calibration; '
-                           f'{self.batches} batches of {batch_size} images (seed {seed})')
-        batches = calibration_batches(dataset, collate, self.batches, batch_size, seed)
-        stats = collect_input_statistics(model, wanted, batches)
+        # 'weights': the layer is calibrated from its own weights, with no data
+        data = {name: lw for name, lw in wanted.items() if lw[1] != 'weights'}
+        runner.logger.info(f'CalibrationHook: {len(wanted)} layers ask for calibration, '
+                           f'{len(data)} of them for data; {self.batches} batches of '
+                           f'{batch_size} images (seed {seed})')
+        stats = {}
+        if data:
+            batches = calibration_batches(dataset, collate, self.batches, batch_size, seed)
+            stats = collect_input_statistics(model, data, batches)
         changed = 0
         for name, (layer, _) in wanted.items():
-            changed += int(layer.nm_calibrate(stats.pop(name)))
+            changed += int(layer.nm_calibrate(stats.pop(name, None)))
         self._sync_ema(runner, model, list(wanted))
         self.report = dict(layers=len(wanted), changed=changed, seed=int(seed),
                            batches=self.batches, batch_size=batch_size,
