@@ -44,9 +44,7 @@ def cubic_remaining(t: float, ti: float, tf: float) -> float:
     """``(1 - progress) ** 3``: 1 up to ``ti``, falling to 0 at ``tf``.
 
     Args:
-        t (float): The current time.
-        ti (float): Start of the window.
-        tf (float): End of the window.
+        t (float), ti (float), tf (float): As in :func:`window_progress`.
 
     Returns:
         float: The remaining fraction in ``[0, 1]``.
@@ -58,9 +56,7 @@ def cubic_fraction(t: float, ti: float, tf: float) -> float:
     """``1 - (1 - (t - ti) / (tf - ti)) ** 3``: 0 up to ``ti``, 1 from ``tf`` on.
 
     Args:
-        t (float): The current time.
-        ti (float): Start of the window.
-        tf (float): End of the window.
+        t (float), ti (float), tf (float): As in :func:`window_progress`.
 
     Returns:
         float: The fraction done in ``[0, 1]``.
