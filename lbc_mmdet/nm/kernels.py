@@ -5,9 +5,9 @@ takes one pass per operation, with the eager code as the fallback.
 What is fused (each kernel reads its inputs once and writes its outputs once):
 
 - :func:`topn_mask_fused`: the top-N ``|w|`` mask of every group of M consecutive input
-  channels at one kernel position (the project's grouping), as a pairwise rank (an entry
-  is kept iff fewer than N entries of its group beat it; ties go to the earlier one, as
-  the stable sort of :func:`~lbc_mmdet.nm.topn_magnitude_mask` decides);
+  channels at one kernel position (the project's grouping), compiled from the eager
+  pairwise rank :func:`.ranks.pairwise_topn_along` (ties to the earlier entry, as the
+  stable sort of :func:`~lbc_mmdet.nm.topn_magnitude_mask` decides);
 - :func:`rank_mask_fused`: the same rank along dimension 1 of ``[B, M, L]`` blocks (the
   output-channel groups of a transposed mask);
 - :func:`decay_pruned_fused`: ``grad + decay * w`` outside the kept weights, ``grad``
@@ -38,6 +38,8 @@ import warnings
 from typing import Callable, Optional, Sequence, Tuple
 
 import torch
+
+from .ranks import pairwise_topn_along
 
 COMPILE_MODES = ('auto', '0', '1')
 _mode: Optional[str] = None
@@ -140,21 +142,14 @@ def _raise_recompile_limit(limit: int = 64) -> None:
 
 
 # --------------------------------------------------------------------------- kernels
-def _pairwise_rank_keep(a: torch.Tensor, n: int) -> torch.Tensor:
-    """``a``: ``[..., M, K]`` non-negative. Bool: fewer than ``n`` entries of the same
-    ``M``-group are larger, or equal and earlier."""
-    m = a.shape[-2]
-    ai = a.unsqueeze(-2)  # [..., M, 1, K]: the entry ranked
-    aj = a.unsqueeze(-3)  # [..., 1, M, K]: the entries it is compared with
-    idx = torch.arange(m, device=a.device)
-    earlier = (idx.view(m, 1) > idx.view(1, m)).unsqueeze(-1)  # [M(i), M(j), 1]: j < i
-    beats = (aj > ai) | ((aj == ai) & earlier)
-    return beats.sum(dim=-2) < n
-
-
 def _topn_mask(w: torch.Tensor, n: int) -> torch.Tensor:
     """``w``: the weight viewed as ``[O * I / M, M, K]`` (K = kh * kw, 1 for Linear)."""
-    return _pairwise_rank_keep(w.abs(), n)
+    return pairwise_topn_along(w.abs(), n, dim=1)
+
+
+def _rank_mask(blocks: torch.Tensor, n: int) -> torch.Tensor:
+    """``blocks``: ``[B, M, L]``, ranked along dimension 1."""
+    return pairwise_topn_along(blocks, n, dim=1)
 
 
 def _decay_pruned(grad: torch.Tensor, weight: torch.Tensor, kept: torch.Tensor,
@@ -174,11 +169,11 @@ def _candidate_grad(grad: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor
 
 
 _topn_kernel = FusedKernel(_topn_mask, [(0,)])
-_rank_kernel = FusedKernel(_pairwise_rank_keep, [(0, 2)])
+_rank_kernel = FusedKernel(_rank_mask, [(0, 2)])
 _decay_kernel = FusedKernel(_decay_pruned, [(0,), (0,), (0,)])
 _candidate_kernel = FusedKernel(_candidate_grad, [(0, 1), (0, 1), (0, 1), (0, 2)])
 
-#: Up to this group size the pairwise kernels are used (M * M comparisons per entry).
+#: Up to this group size the pairwise kernels are used (M - 1 comparisons per entry).
 FUSED_MAX_M = 16
 
 

@@ -3,6 +3,7 @@ import torch
 
 from .grouping import from_groups, to_groups
 from .kernels import FUSED_MAX_M, fused_available, topn_mask_fused
+from .ranks import pairwise_topn_along
 
 
 def candidate_mask(alive: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -49,42 +50,16 @@ def topn_magnitude_mask(groups: torch.Tensor, n: int) -> torch.Tensor:
 
 
 #: Up to this M, :func:`topn_magnitude_mask_like` ranks the entries of a group by pairwise
-#: comparisons of strided slices of the weight itself (``M (M - 1) / 2`` comparisons, each
-#: over ``1 / M`` of the weights, and no grouped copy); above it, ``N`` rounds of
-#: ``argmax`` over a grouped copy (``N <= ARGMAX_ROUNDS_MAX_N``) or a sort. Measured on
-#: ResNet-50 layers (docs/performance.md): pairwise is 2-6x faster at M = 4 and 8, slower
-#: at M = 16.
+#: comparisons (:func:`.ranks.pairwise_topn_along`) of strided slices of the weight itself
+#: (``M (M - 1) / 2`` comparisons, each over ``1 / M`` of the weights, and no grouped
+#: copy); above it, ``N`` rounds of ``argmax`` over a grouped copy
+#: (``N <= ARGMAX_ROUNDS_MAX_N``) or a sort. Measured on ResNet-50 layers
+#: (docs/performance.md): pairwise is 2-6x faster at M = 4 and 8, slower at M = 16.
 PAIRWISE_MAX_M = 8
 
 #: Up to this N, the grouped path takes N rounds of ``argmax`` (each one pass over the
 #: weights) instead of sorting every group.
 ARGMAX_ROUNDS_MAX_N = 4
-
-
-def pairwise_topn_along(a: torch.Tensor, n: int, dim: int) -> torch.Tensor:
-    """Bool: the top ``n`` of every group of entries along ``dim`` of ``a``, ranked by
-    pairwise comparisons of its slices (an entry's rank is how many of its group beat it:
-    larger, or equal and earlier, the stable sort's order; kept iff below ``n``).
-    ``M (M - 1) / 2`` comparisons, each over ``1 / M`` of ``a`` (``M = a.shape[dim]``).
-
-    Args:
-        a (Tensor): The values ranked (larger first).
-        n (int): Entries kept per group.
-        dim (int): The dimension that runs over the ``M`` entries of a group.
-
-    Returns:
-        Tensor: Bool, shaped like ``a``.
-    """
-    m = a.shape[dim]
-    cols = a.unbind(dim)
-    rank = [torch.zeros(cols[0].shape, dtype=torch.uint8, device=a.device)
-            for _ in range(m)]
-    for p in range(m):
-        for q in range(p + 1, m):
-            earlier_wins = cols[p] >= cols[q]
-            rank[q] += earlier_wins
-            rank[p] += ~earlier_wins
-    return torch.stack([r < n for r in rank], dim=dim)
 
 
 def topn_magnitude_mask_like(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:

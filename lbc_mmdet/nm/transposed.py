@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 import torch
 
 from .kernels import fused_available, rank_mask_fused
-from .masks import pairwise_topn_along
+from .ranks import pairwise_topn_along
 
 #: Up to this M, :func:`output_dim_nm_mask` ranks by ``M (M - 1)`` element-wise comparisons
 #: of contiguous slices instead of sorting along the (strided) group dimension (much
